@@ -1,0 +1,41 @@
+//! Exit codes, part of the user-facing contract (README "Exit codes").
+
+use std::process::ExitCode;
+
+/// How a command ended. Every error type that can reach the top implements [`Classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything asked for was done and every check passed.
+    Success,
+    /// The lab is unhealthy: a check failed.
+    Unhealthy,
+    /// Bad usage or configuration (flags, manifests, kubeconfig context, a namespace `lab` does not own).
+    Usage,
+    /// The cluster or a database could not be reached, or did not become ready in time.
+    Unreachable,
+    /// Interrupted by Ctrl-C.
+    Interrupted,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Unhealthy => 1,
+            ExitStatus::Usage => 2,
+            ExitStatus::Unreachable => 3,
+            ExitStatus::Interrupted => 130,
+        }
+    }
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        ExitCode::from(status.code())
+    }
+}
+
+/// Implemented by the adapters' error types so that one place can map any error to an exit code.
+pub trait Classify {
+    fn exit_status(&self) -> ExitStatus;
+}
