@@ -1,0 +1,435 @@
+//! The verdict: pure rules over a [`HealthReport`], each with the reason it gives.
+
+use std::collections::BTreeMap;
+
+use super::{HealthReport, Problem, Role, Severity, StepStatus, Verdict, WriteOutcome};
+
+/// A replica further behind than this (seconds) makes the lab DEGRADED. Idle replicas report 0; a few seconds
+/// right after the validation write are normal.
+pub const LAG_TOLERANCE_SECONDS: u64 = 5;
+
+/// One rule that fired: how bad, and why in a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    pub verdict: Verdict,
+    pub text: String,
+}
+
+/// HEALTHY unless a rule below fires; the worst rule wins. See [`reasons`] for the rules.
+pub fn verdict(report: &HealthReport) -> Verdict {
+    reasons(report)
+        .iter()
+        .map(|r| r.verdict)
+        .max()
+        .unwrap_or(Verdict::Healthy)
+}
+
+/// Every rule that fires, worst first, without repeats.
+///
+/// BROKEN (the lab does not do what the tutorial promises):
+/// - no pods at all;
+/// - a step failed;
+/// - a pod not Running or not Ready;
+/// - a PVC not Bound;
+/// - two servers with the same server_id or server_uuid (replication stops with error 1593);
+/// - the primary is read-only (writes fail), or a replica is not (ordinary accounts could write on it);
+/// - a replica server without replication configured;
+/// - a replica whose IO or SQL thread is not `Yes` (`Connecting` included);
+/// - a Service routing wrongly;
+/// - the validation marker not read back on every replica;
+/// - a test write accepted where it must be refused (`ok: false`, e.g. a non-admin account);
+/// - a problem of severity error.
+///
+/// A test write accepted as a known limitation of the flavour (`ok: true`: MariaDB before 12.0 has no
+/// super_read_only and root holds READ_ONLY ADMIN) changes nothing: the report shows it with its explanation,
+/// and the non-admin account's refused write is what proves the replica read-only.
+///
+/// DEGRADED (works, but not as it should):
+/// - a pod restarted;
+/// - a replica more than [`LAG_TOLERANCE_SECONDS`] behind;
+/// - a MySQL replica with super_read_only OFF (root can write on it);
+/// - a problem of severity warning.
+pub fn reasons(report: &HealthReport) -> Vec<Reason> {
+    let mut found = Vec::new();
+    let mut broken = |text: String| {
+        found.push(Reason {
+            verdict: Verdict::Broken,
+            text,
+        })
+    };
+
+    if report.pods.is_empty() {
+        broken(format!("no pods in namespace {}", report.namespace));
+    }
+    for step in report.steps.iter().filter(|s| s.status == StepStatus::Failed) {
+        broken(format!("step \"{}\" failed: {}", step.name, step.detail));
+    }
+    for pod in &report.pods {
+        if pod.phase != "Running" {
+            broken(format!("{} is {}", pod.name, pod.phase));
+        } else if !pod.ready {
+            broken(format!("{} is not ready", pod.name));
+        }
+    }
+    for pvc in report.pvcs.iter().filter(|p| p.status != "Bound") {
+        broken(format!("PVC {} is {}", pvc.name, pvc.status));
+    }
+    for problem in identity_problems(&report.servers) {
+        broken(problem.cause);
+    }
+    for server in &report.servers {
+        match server.role {
+            Role::Primary if server.read_only => {
+                broken(format!("{} is the primary but read-only: writes fail", server.pod));
+            }
+            Role::Replica if !server.read_only => {
+                broken(format!("{} is a replica but not read-only", server.pod));
+            }
+            Role::Replica if !report.replicas.iter().any(|r| r.pod == server.pod) => {
+                broken(format!("{} is a replica without replication configured", server.pod));
+            }
+            _ => {}
+        }
+    }
+    for replica in &report.replicas {
+        for (thread, state, error) in [
+            ("IO", &replica.io_thread, &replica.last_io_error),
+            ("SQL", &replica.sql_thread, &replica.last_sql_error),
+        ] {
+            if state != "Yes" {
+                let errno = error
+                    .as_ref()
+                    .map(|e| format!(" (error {})", e.errno))
+                    .unwrap_or_default();
+                broken(format!("{}: {thread} thread is {state}{errno}", replica.pod));
+            }
+        }
+    }
+    for service in report.services.iter().filter(|s| !s.ok) {
+        let endpoints = if service.endpoints.is_empty() {
+            "nothing".to_owned()
+        } else {
+            service.endpoints.join(", ")
+        };
+        broken(format!(
+            "Service {} routes to {endpoints}, expected {}",
+            service.name, service.expectation
+        ));
+    }
+    if let Some(validation) = report.validation.as_ref().filter(|v| !v.ok) {
+        let missing: Vec<&str> = validation.missing_on.iter().map(|m| m.pod.as_str()).collect();
+        let on = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", missing.join(", "))
+        };
+        broken(format!("marker {} not read back{on}", validation.marker));
+    }
+    for test in &report.read_only {
+        if test.outcome == WriteOutcome::Accepted && !test.ok {
+            broken(format!("{} accepted a write from {}", test.pod, test.account));
+        }
+    }
+    for problem in report.problems.iter().filter(|p| p.severity == Severity::Error) {
+        broken(problem.cause.clone());
+    }
+
+    let mut degraded = |text: String| {
+        found.push(Reason {
+            verdict: Verdict::Degraded,
+            text,
+        })
+    };
+    for pod in report.pods.iter().filter(|p| p.restarts > 0) {
+        let times = if pod.restarts == 1 { "once" } else { "times" };
+        let count = if pod.restarts == 1 {
+            String::new()
+        } else {
+            format!("{} ", pod.restarts)
+        };
+        degraded(format!("{} restarted {count}{times}", pod.name));
+    }
+    for replica in &report.replicas {
+        if let Some(lag) = replica.seconds_behind.filter(|s| *s > LAG_TOLERANCE_SECONDS) {
+            degraded(format!("{} is {lag}s behind the primary", replica.pod));
+        }
+    }
+    for server in &report.servers {
+        if server.role == Role::Replica && server.super_read_only == Some(false) {
+            degraded(format!("{}: super_read_only is OFF, root can write", server.pod));
+        }
+    }
+    for problem in report.problems.iter().filter(|p| p.severity == Severity::Warning) {
+        degraded(problem.cause.clone());
+    }
+
+    found.sort_by_key(|r| std::cmp::Reverse(r.verdict));
+    let mut seen = std::collections::BTreeSet::new();
+    found.retain(|r| seen.insert(r.text.clone()));
+    found
+}
+
+/// Servers sharing a server_id or a server_uuid, as problems naming the pods. A replica that sees its own
+/// server_id (or uuid) on the source refuses to replicate (error 1593).
+pub fn identity_problems(servers: &[super::ServerReport]) -> Vec<Problem> {
+    let mut by_id: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+    let mut by_uuid: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for server in servers {
+        by_id.entry(server.server_id).or_default().push(&server.pod);
+        if let Some(uuid) = server.server_uuid.as_deref() {
+            by_uuid.entry(uuid).or_default().push(&server.pod);
+        }
+    }
+    let mut problems = Vec::new();
+    for (id, pods) in by_id.into_iter().filter(|(_, pods)| pods.len() > 1) {
+        problems.push(Problem {
+            subject: pods.join(", "),
+            severity: Severity::Error,
+            cause: format!(
+                "{} server_id {id}: replication stops with error 1593 (a replica ignores or refuses a source with \
+                 its own server_id)",
+                both_have(&pods)
+            ),
+            fix: "fix the init container so that each pod gets server-id = ordinal + 1, then delete the pods so \
+                  they restart with it"
+                .into(),
+        });
+    }
+    for (uuid, pods) in by_uuid.into_iter().filter(|(_, pods)| pods.len() > 1) {
+        let copies = &pods[1..];
+        problems.push(Problem {
+            subject: pods.join(", "),
+            severity: Severity::Error,
+            cause: format!(
+                "{} server_uuid {uuid}: replication stops with error 1593 (a data directory was copied with its \
+                 auto.cnf)",
+                both_have(&pods)
+            ),
+            fix: format!(
+                "delete auto.cnf from the data directory of {} and restart the pod: the server generates a new \
+                 uuid",
+                copies.join(", ")
+            ),
+        });
+    }
+    problems
+}
+
+/// "mysql-0 and mysql-1 both have", "mysql-0, mysql-1 and mysql-2 all have".
+fn both_have(pods: &[&str]) -> String {
+    match pods {
+        [first, second] => format!("{first} and {second} both have"),
+        [init @ .., last] => format!("{} and {last} all have", init.join(", ")),
+        [] => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::*;
+    use super::*;
+
+    fn texts(report: &HealthReport) -> Vec<String> {
+        reasons(report)
+            .into_iter()
+            .map(|r| format!("{}: {}", r.verdict, r.text))
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_lab_is_healthy_with_no_reasons() {
+        let report = healthy();
+        assert_eq!(verdict(&report), Verdict::Healthy);
+        assert!(reasons(&report).is_empty());
+    }
+
+    #[test]
+    fn no_pods_is_broken() {
+        let mut report = healthy();
+        report.pods.clear();
+        assert_eq!(texts(&report), ["BROKEN: no pods in namespace database"]);
+    }
+
+    #[test]
+    fn restarts_lag_and_warnings_are_degraded_but_mariadb_root_writes_are_not() {
+        let mut report = healthy();
+        report.pods[0].restarts = 1;
+        report.pods[1].restarts = 3;
+        report.replicas[0].seconds_behind = Some(LAG_TOLERANCE_SECONDS + 1);
+        report.read_only[0] = read_only("mysql-1", "root", WriteOutcome::Accepted, true);
+        report.read_only[0].explanation = "MariaDB root holds READ_ONLY ADMIN".into();
+        report.problems.push(Problem {
+            subject: "mysql-1".into(),
+            severity: Severity::Warning,
+            cause: "super_read_only cannot be set on MariaDB".into(),
+            fix: "use lab --enforce-read-only".into(),
+        });
+        assert_eq!(
+            texts(&report),
+            [
+                "DEGRADED: mysql-0 restarted once",
+                "DEGRADED: mysql-1 restarted 3 times",
+                "DEGRADED: mysql-1 is 6s behind the primary",
+                "DEGRADED: super_read_only cannot be set on MariaDB",
+            ]
+        );
+        assert_eq!(verdict(&report), Verdict::Degraded);
+    }
+
+    #[test]
+    fn lag_within_tolerance_is_healthy() {
+        let mut report = healthy();
+        report.replicas[0].seconds_behind = Some(LAG_TOLERANCE_SECONDS);
+        assert_eq!(verdict(&report), Verdict::Healthy);
+    }
+
+    #[test]
+    fn a_mysql_replica_without_super_read_only_is_degraded() {
+        let mut report = healthy();
+        report.servers[1].super_read_only = Some(false);
+        assert_eq!(
+            texts(&report),
+            ["DEGRADED: mysql-1: super_read_only is OFF, root can write"]
+        );
+        report.servers[1].super_read_only = None;
+        assert_eq!(verdict(&report), Verdict::Healthy, "MariaDB has no super_read_only");
+    }
+
+    #[test]
+    fn stopped_threads_pods_storage_and_routing_are_broken() {
+        let mut report = healthy();
+        report.steps[0].status = StepStatus::Failed;
+        report.pods[1].ready = false;
+        report.pods[2].phase = "Pending".into();
+        report.pvcs[1].status = "Pending".into();
+        report.replicas[0].io_thread = "Connecting".into();
+        report.replicas[0].last_io_error = Some(ErrorReport {
+            errno: 2061,
+            message: "Authentication plugin 'caching_sha2_password' reported error".into(),
+            cause: "c".into(),
+            fix: "f".into(),
+        });
+        report.replicas[0].sql_thread = "No".into();
+        report.services[2] = service("mysql-replicas", &[], false, "the replicas, not mysql-0");
+        assert_eq!(
+            texts(&report),
+            [
+                "BROKEN: step \"preflight\" failed: Kubernetes v1.33.1, default StorageClass standard, namespace free",
+                "BROKEN: mysql-1 is not ready",
+                "BROKEN: mysql-client is Pending",
+                "BROKEN: PVC data-mysql-1 is Pending",
+                "BROKEN: mysql-1: IO thread is Connecting (error 2061)",
+                "BROKEN: mysql-1: SQL thread is No",
+                "BROKEN: Service mysql-replicas routes to nothing, expected the replicas, not mysql-0",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_non_admin_write_on_a_replica_is_broken_while_mariadb_root_is_only_reported() {
+        let mut report = healthy();
+        report.read_only[0] = read_only("mysql-1", "root", WriteOutcome::Accepted, true);
+        report.read_only[1] = read_only("mysql-1", "lab_probe", WriteOutcome::Accepted, false);
+        assert_eq!(
+            texts(&report),
+            [
+                "BROKEN: mysql-1 accepted a write from lab_probe",
+            ]
+        );
+        assert_eq!(verdict(&report), Verdict::Broken);
+    }
+
+    #[test]
+    fn read_only_settings_and_missing_replication_are_broken() {
+        let mut report = healthy();
+        report.servers[0].read_only = true;
+        report.servers[1].read_only = false;
+        report.servers[1].super_read_only = Some(false);
+        report.replicas.clear();
+        report.validation = report.validation.map(|mut v| {
+            v.ok = false;
+            v.read_on.clear();
+            v.missing_on = vec![MissingRead {
+                pod: "mysql-1".into(),
+                reason: "the row is not there".into(),
+            }];
+            v
+        });
+        report.problems.push(Problem {
+            subject: "step apply".into(),
+            severity: Severity::Error,
+            cause: "the namespace database is not lab's".into(),
+            fix: "choose another namespace".into(),
+        });
+        assert_eq!(
+            texts(&report),
+            [
+                "BROKEN: mysql-0 is the primary but read-only: writes fail",
+                "BROKEN: mysql-1 is a replica but not read-only",
+                "BROKEN: marker lab-1748779200000-4242 not read back on mysql-1",
+                "BROKEN: the namespace database is not lab's",
+                "DEGRADED: mysql-1: super_read_only is OFF, root can write",
+            ]
+        );
+        report.servers[1].read_only = true;
+        assert!(texts(&report).contains(&"BROKEN: mysql-1 is a replica without replication configured".to_owned()));
+    }
+
+    #[test]
+    fn duplicate_server_ids_and_uuids_name_the_pods_and_the_fix() {
+        let mut servers = healthy().servers;
+        servers[1].server_id = 1;
+        servers.push(server(
+            "mysql-2",
+            1,
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562",
+            Role::Replica,
+        ));
+        let problems = identity_problems(&servers);
+        assert_eq!(
+            problems,
+            [
+                Problem {
+                    subject: "mysql-0, mysql-1, mysql-2".into(),
+                    severity: Severity::Error,
+                    cause: "mysql-0, mysql-1 and mysql-2 all have server_id 1: replication stops with error 1593 (a \
+                            replica ignores or refuses a source with its own server_id)"
+                        .into(),
+                    fix: "fix the init container so that each pod gets server-id = ordinal + 1, then delete the pods \
+                          so they restart with it"
+                        .into(),
+                },
+                Problem {
+                    subject: "mysql-0, mysql-2".into(),
+                    severity: Severity::Error,
+                    cause: "mysql-0 and mysql-2 both have server_uuid 3e11fa47-71ca-11e1-9e33-c80aa9429562: \
+                            replication stops with error 1593 (a data directory was copied with its auto.cnf)"
+                        .into(),
+                    fix: "delete auto.cnf from the data directory of mysql-2 and restart the pod: the server \
+                          generates a new uuid"
+                        .into(),
+                },
+            ]
+        );
+        let mut report = healthy();
+        report.servers = servers;
+        report.finalize();
+        assert_eq!(report.verdict, Verdict::Broken);
+        let broken_reasons = texts(&report).iter().filter(|t| t.contains("server_uuid")).count();
+        assert_eq!(
+            broken_reasons, 1,
+            "the problem added by finalize and the rule give one reason"
+        );
+    }
+
+    #[test]
+    fn mariadb_servers_without_uuid_are_not_duplicates() {
+        let mut servers = healthy().servers;
+        for server in &mut servers {
+            server.server_uuid = None;
+            server.flavor = ServerFlavor::Mariadb;
+        }
+        assert!(identity_problems(&servers).is_empty());
+    }
+}
