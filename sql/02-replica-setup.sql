@@ -1,0 +1,45 @@
+-- Replica setup, run by `lab up` on every mysql-1..N over TCP. Each "-- name:" section is one step.
+--
+-- Why this differs from the tutorial's scripts/02-replica-setup.sql:
+-- * Statement spelling follows the server: MySQL 8.0.22+ says STOP/START/RESET REPLICA and SHOW REPLICA STATUS,
+--   8.0.23+ CHANGE REPLICATION SOURCE TO with SOURCE_* options, and 8.4 removed the SLAVE/MASTER forms; MariaDB
+--   keeps CHANGE MASTER TO and rejects CHANGE REPLICATION SOURCE (1064).
+-- * File and position are filled in by `lab` from the coordinates it captured, not typed by hand.
+-- * The source host is the primary's stable headless DNS name (given by the caller), with an explicit port.
+-- * {{SOURCE_OR_MASTER}}_CONNECT_RETRY is short (5 s instead of the default 60 s): after a primary restart the replica
+--   reconnects within seconds instead of a minute.
+-- * {{FLAVOR_SOURCE_OPTIONS}} adds, on MySQL only, GET_SOURCE_PUBLIC_KEY=1 (GET_MASTER_PUBLIC_KEY=1 before 8.0.23):
+--   the replication account uses caching_sha2_password, which without TLS or the RSA public key fails with IO
+--   error 2061, intermittently (it works while the password hash is cached). MariaDB rejects the option (1064) and
+--   gets MASTER_USE_GTID = no instead: 10.10+ would otherwise switch file/position mode to GTID on its own (Note 4190).
+-- * The tutorial's SHOW SLAVE STATUS\G is a separate step, read by column name in both spellings.
+--
+-- Placeholders {{NAME}} are filled by src/database/dialect.rs (values become quoted, escaped SQL literals).
+
+-- name: configure_replica
+{{STOP_REPLICA}};
+{{RESET_REPLICA_ALL}};
+{{CHANGE_SOURCE_TO}}
+  {{SOURCE_OR_MASTER}}_HOST = {{SOURCE_HOST}},
+  {{SOURCE_OR_MASTER}}_PORT = {{SOURCE_PORT}},
+  {{SOURCE_OR_MASTER}}_USER = {{REPLICATION_USER}},
+  {{SOURCE_OR_MASTER}}_PASSWORD = {{REPLICATION_PASSWORD}},
+  {{SOURCE_OR_MASTER}}_LOG_FILE = {{SOURCE_LOG_FILE}},
+  {{SOURCE_OR_MASTER}}_LOG_POS = {{SOURCE_LOG_POS}},
+  {{SOURCE_OR_MASTER}}_CONNECT_RETRY = {{CONNECT_RETRY}}{{FLAVOR_SOURCE_OPTIONS}};
+{{START_REPLICA}};
+
+-- name: replica_status
+{{SHOW_REPLICA_STATUS}};
+
+-- name: wait_for_position
+-- Blocks until the SQL thread has applied the primary's position: >= 0 reached, -1 timed out, NULL when the SQL
+-- thread is not running (or replication is not configured). SOURCE_POS_WAIT from MySQL 8.0.26; MariaDB has only
+-- MASTER_POS_WAIT (SOURCE_POS_WAIT is error 1305 there).
+SELECT {{POS_WAIT_FUNCTION}}({{SOURCE_LOG_FILE}}, {{SOURCE_LOG_POS}}, {{TIMEOUT_SECONDS}});
+
+-- name: protect_replica
+-- MySQL only, after the replica is configured. Not in the config file: super-read-only=ON there at first start
+-- makes the image's own init SQL fail with 1290, and MariaDB aborts on the unknown option. SET PERSIST survives
+-- restarts (mysqld-auto.cnf). MariaDB has no super_read_only (1193); `lab` reports that instead.
+SET PERSIST super_read_only = ON;

@@ -1,0 +1,729 @@
+//! `Db`: one TCP connection to one server, running the lab's steps in the dialect of that server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{ChangeUserOpts, Conn, OptsBuilder, Row, Value};
+use tokio::time::{Instant, sleep, timeout};
+
+use crate::secret::SecretString;
+
+use super::dialect::{Dialect, Statement};
+use super::error::{login_fix, scrub, statement_fix, whole_seconds, withhold_quoted};
+use super::status::{ReplicationProgress, replica_status_from_rows};
+use super::{
+    Coordinates, Credentials, DbError, Flavor, MAX_MARKER_LEN, PROBE_USER, ReplicaStatus, ServerFacts, ServerVersion,
+    SourceConfig, parse_version,
+};
+
+/// How long one connection attempt may take before it counts as failed and is retried.
+const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between connection attempts, doubled up to [`CONNECT_BACKOFF_MAX`].
+const CONNECT_BACKOFF_START: Duration = Duration::from_millis(250);
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// MySQL and MariaDB offer nothing to subscribe to for replication state changes, so the wait polls the status
+/// statement. 250 ms adds at most that much latency and costs the server nothing noticeable.
+const REPLICATION_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Extra time granted to a position-wait query beyond the server-side timeout, for the round trip.
+const POSITION_WAIT_SLACK: Duration = Duration::from_secs(10);
+
+/// The result of the replica's write test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOnlyOutcome {
+    /// The write failed with error 1290: the server is read-only for this account.
+    Rejected,
+    /// The write was accepted (then rolled back, so nothing diverged); `explanation` says why it was allowed.
+    AcceptedAndRolledBack { explanation: String },
+}
+
+/// What [`Db::protect_replica`] could do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection {
+    /// MySQL: `super_read_only` is ON and persisted across restarts.
+    SuperReadOnlyPersisted,
+    /// MariaDB: no super_read_only exists; `read_only` alone lets READ_ONLY ADMIN holders (root) write.
+    Unavailable { explanation: String },
+}
+
+/// One connection to one server. Statements that depend on the default database run on this same connection.
+pub struct Db {
+    conn: Conn,
+    server: String,
+    user: String,
+    dialect: Dialect,
+    /// Every password this connection has been given: scrubbed from all error text.
+    secrets: Vec<SecretString>,
+    /// `USE appdb` ran on this connection: statements that must not be binlogged need it cleared first.
+    in_appdb: bool,
+}
+
+impl Db {
+    /// TCP to `addr` (a local port-forward), prefer_socket(false), our own connect timeout; retries transient errors
+    /// (refused, reset, EOF, 1053, timeouts) until `deadline`; fails fast on 1045/1130.
+    pub async fn connect(addr: SocketAddr, credentials: &Credentials, deadline: Instant) -> Result<Db, DbError> {
+        let server = addr.to_string();
+        // prefer_socket(false): otherwise mysql_async reconnects to @@socket after TCP to 127.0.0.1, which is
+        // another account (root@localhost) and bypasses the port-forward. No db_name: account statements must run
+        // without a default database.
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(addr.ip().to_string())
+            .tcp_port(addr.port())
+            .user(Some(credentials.user.clone()))
+            .pass(Some(credentials.password.expose().to_string()))
+            .db_name(None::<String>)
+            .prefer_socket(false)
+            .stmt_cache_size(0);
+        let started = Instant::now();
+        let mut backoff = CONNECT_BACKOFF_START;
+        let mut conn = loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let last_error = match timeout(remaining.min(CONNECT_ATTEMPT_TIMEOUT), Conn::new(opts.clone())).await {
+                Ok(Ok(conn)) => break conn,
+                Ok(Err(err)) => match classify_connect_error(&err) {
+                    ConnectFailure::Retry(message) => message,
+                    ConnectFailure::Rejected { code, message } => {
+                        return Err(DbError::LoginRejected {
+                            server,
+                            user: credentials.user.clone(),
+                            code,
+                            message: scrub(&message, std::slice::from_ref(&credentials.password)),
+                            fix: login_fix(code),
+                        });
+                    }
+                },
+                Err(_) => format!(
+                    "no answer within {}s",
+                    whole_seconds(remaining.min(CONNECT_ATTEMPT_TIMEOUT))
+                ),
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(DbError::Unreachable {
+                    server,
+                    waited_secs: whole_seconds(started.elapsed()),
+                    last_error: scrub(&last_error, std::slice::from_ref(&credentials.password)),
+                });
+            }
+            tracing::debug!(%server, %last_error, "database not reachable yet, retrying");
+            sleep(backoff.min(remaining)).await;
+            backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+        };
+        let raw_version = match conn.query_first::<String, _>("SELECT VERSION()").await {
+            Ok(Some(version)) => version,
+            Ok(None) => String::new(),
+            Err(err) => {
+                return Err(DbError::ConnectionLost {
+                    server,
+                    what: "reading the server version".into(),
+                    message: err.to_string(),
+                });
+            }
+        };
+        let version = parse_version(&raw_version)?;
+        Ok(Db {
+            conn,
+            server,
+            user: credentials.user.clone(),
+            dialect: Dialect::for_version(&version),
+            secrets: vec![credentials.password.clone()],
+            in_appdb: false,
+        })
+    }
+
+    pub fn version(&self) -> &ServerVersion {
+        self.dialect.version()
+    }
+
+    pub fn dialect(&self) -> &Dialect {
+        &self.dialect
+    }
+
+    /// server_id, server_uuid (MariaDB: server_uid), read_only, super_read_only (MySQL), log_bin.
+    pub async fn facts(&mut self) -> Result<ServerFacts, DbError> {
+        let statement = self.dialect.server_facts();
+        let rows = self.rows("reading the server facts", &statement).await?;
+        let row = rows.first().map(Vec::as_slice).unwrap_or_default();
+        parse_facts(row).map_err(|message| DbError::Statement {
+            server: self.server.clone(),
+            what: "reading the server facts".into(),
+            code: 0,
+            message,
+            fix: statement_fix(0),
+        })
+    }
+
+    /// CREATE USER IF NOT EXISTS, ALTER USER (so a changed Secret takes effect), GRANT REPLICATION SLAVE. Runs with
+    /// no default database, so with binlog-do-db=appdb none of it is binlogged.
+    pub async fn ensure_replication_user(&mut self, repl: &Credentials) -> Result<(), DbError> {
+        self.remember(&repl.password);
+        self.leave_appdb().await?;
+        for statement in self.dialect.replication_user(repl) {
+            self.run("creating the replication user", &statement).await?;
+        }
+        Ok(())
+    }
+
+    /// The primary's current binlog file and position (`SHOW MASTER STATUS` / `SHOW BINARY LOG STATUS`).
+    pub async fn capture_coordinates(&mut self) -> Result<Coordinates, DbError> {
+        let statement = self.dialect.binlog_coordinates();
+        let rows = self.rows("reading the binlog coordinates", &statement).await?;
+        parse_coordinates(&rows).ok_or_else(|| DbError::BinaryLogOff {
+            server: self.server.clone(),
+            statement: statement.text().to_string(),
+        })
+    }
+
+    /// `CREATE DATABASE IF NOT EXISTS appdb`: call it AFTER [`Db::capture_coordinates`], so that replicas configured
+    /// from those coordinates receive it.
+    pub async fn ensure_appdb(&mut self) -> Result<(), DbError> {
+        let statement = self.dialect.create_appdb();
+        self.run("creating database appdb", &statement).await
+    }
+
+    /// The non-admin account `probe.user` (normally [`PROBE_USER`]) with SELECT, INSERT on appdb.*, created after
+    /// `USE appdb` so that it is binlogged and replicates (the primary must already have appdb).
+    pub async fn ensure_probe_user(&mut self, probe: &Credentials) -> Result<(), DbError> {
+        self.remember(&probe.password);
+        // Conservatively assume `USE appdb` took effect, whatever fails after it.
+        self.in_appdb = true;
+        for statement in self.dialect.probe_user(probe) {
+            self.run("creating the read-only probe account", &statement).await?;
+        }
+        Ok(())
+    }
+
+    /// `None` when this server is not configured as a replica.
+    pub async fn replica_status(&mut self) -> Result<Option<ReplicaStatus>, DbError> {
+        let statement = self.dialect.replica_status();
+        let rows = self.rows("reading the replica status", &statement).await?;
+        Ok(replica_status_from_rows(&rows))
+    }
+
+    /// Stop, forget the previous source (`RESET ... ALL`), point at `source`, start.
+    pub async fn configure_replica(&mut self, source: &SourceConfig) -> Result<(), DbError> {
+        self.remember(&source.credentials.password);
+        for statement in self.dialect.configure_replica(source) {
+            self.run("configuring the replica", &statement).await?;
+        }
+        Ok(())
+    }
+
+    /// Polls the replica status until both threads run (neither server offers an event or notification for
+    /// replication state, so a short poll is the only way). Fails at once with the error's [`super::Finding`] when a
+    /// thread has a non-transient error (1236, 1049, 1062, 2061, 1593, 1045, ...); `Connecting` with 2003/2005 is
+    /// waited out until `deadline`.
+    pub async fn wait_replication_running(&mut self, deadline: Instant) -> Result<ReplicaStatus, DbError> {
+        let started = Instant::now();
+        loop {
+            let Some(status) = self.replica_status().await? else {
+                return Err(DbError::NotAReplica {
+                    server: self.server.clone(),
+                });
+            };
+            match status.progress() {
+                ReplicationProgress::Running => return Ok(status),
+                ReplicationProgress::Failed(failure) => {
+                    return Err(DbError::ReplicationFailed {
+                        server: self.server.clone(),
+                        thread: failure.thread,
+                        errno: failure.errno,
+                        message: self.scrub(&failure.message),
+                        finding: failure.finding,
+                    });
+                }
+                ReplicationProgress::Starting => {}
+            }
+            if Instant::now() + REPLICATION_POLL_INTERVAL >= deadline {
+                return Err(DbError::ReplicationStartTimedOut {
+                    server: self.server.clone(),
+                    waited_secs: whole_seconds(started.elapsed()),
+                    last_status: self.scrub(&status.summary()),
+                });
+            }
+            sleep(REPLICATION_POLL_INTERVAL).await;
+        }
+    }
+
+    /// On the primary, on this one connection: `USE appdb`, `CREATE TABLE IF NOT EXISTS replication_test`, insert
+    /// `marker`, then the coordinates just after the insert (what a replica must reach to hold the row).
+    pub async fn write_marker(&mut self, marker: &str) -> Result<Coordinates, DbError> {
+        validate_marker(marker)?;
+        self.in_appdb = true;
+        for statement in self.dialect.write_marker(marker) {
+            self.run("writing the validation marker", &statement).await?;
+        }
+        self.capture_coordinates().await
+    }
+
+    /// On a replica: waits until its SQL thread has applied `target` (SOURCE_POS_WAIT / MASTER_POS_WAIT).
+    pub async fn wait_for_coordinates(&mut self, target: &Coordinates, wait: Duration) -> Result<(), DbError> {
+        let timeout_secs = whole_seconds(wait).max(1);
+        let statement = self.dialect.wait_for_position(target, timeout_secs);
+        let what = "waiting for the primary's position";
+        let rows = match timeout(wait + POSITION_WAIT_SLACK, self.rows(what, &statement)).await {
+            Ok(rows) => rows?,
+            Err(_) => {
+                return Err(DbError::PositionWaitTimedOut {
+                    server: self.server.clone(),
+                    target: target.to_string(),
+                    timeout_secs,
+                });
+            }
+        };
+        let result = rows
+            .first()
+            .and_then(|row| row.first())
+            .and_then(|(_, value)| value.clone());
+        match position_wait_outcome(result.as_deref()) {
+            PositionWait::Reached => Ok(()),
+            PositionWait::TimedOut => Err(DbError::PositionWaitTimedOut {
+                server: self.server.clone(),
+                target: target.to_string(),
+                timeout_secs,
+            }),
+            PositionWait::NotReplicating => {
+                let detail = match self.replica_status().await? {
+                    None => "replication is not configured on this server".to_string(),
+                    Some(status) => match status.sql_finding() {
+                        Some(finding) => format!(
+                            "last SQL error {}: {}; cause: {}; fix: {}",
+                            status.last_sql_errno,
+                            self.scrub(&status.last_sql_error),
+                            finding.cause,
+                            finding.fix
+                        ),
+                        None => format!(
+                            "{}; start replication with {} or re-run lab up",
+                            self.scrub(&status.summary()),
+                            self.dialect.start_replica()
+                        ),
+                    },
+                };
+                Err(DbError::SqlThreadNotRunning {
+                    server: self.server.clone(),
+                    target: target.to_string(),
+                    detail,
+                })
+            }
+        }
+    }
+
+    /// True when `appdb.replication_test` holds `marker`. A missing database or table (1049, 1146) is `false`.
+    pub async fn has_marker(&mut self, marker: &str) -> Result<bool, DbError> {
+        let statement = self.dialect.has_marker(marker);
+        match self.rows("reading the validation marker", &statement).await {
+            Ok(rows) => {
+                let count = rows
+                    .first()
+                    .and_then(|row| row.first())
+                    .and_then(|(_, value)| value.clone());
+                Ok(count.and_then(|c| c.parse::<u64>().ok()).unwrap_or(0) > 0)
+            }
+            Err(DbError::Statement { code: 1049 | 1146, .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Tries a write inside a transaction that is always rolled back: error 1290 = [`ReadOnlyOutcome::Rejected`];
+    /// success = [`ReadOnlyOutcome::AcceptedAndRolledBack`] with the reason (MariaDB's root has READ_ONLY ADMIN;
+    /// MySQL without super_read_only lets SUPER holders write; read_only off). Needs appdb.replication_test.
+    pub async fn read_only_test(&mut self) -> Result<ReadOnlyOutcome, DbError> {
+        let marker = format!("lab-read-only-check-{}", self.conn.id());
+        let [begin, insert, rollback] = self.dialect.read_only_check(&marker);
+        let what = "testing that the replica rejects writes";
+        self.run(what, &begin).await?;
+        let attempt = self.conn.query_drop(insert.text()).await;
+        // Roll back whatever happened: an accepted row must not stay on the replica.
+        let rolled_back = self.run(what, &rollback).await;
+        let accepted = match attempt {
+            Ok(()) => true,
+            Err(mysql_async::Error::Server(err)) if err.code == 1290 => false,
+            Err(err) => return Err(self.statement_error(what, &insert, err)),
+        };
+        rolled_back?;
+        if !accepted {
+            return Ok(ReadOnlyOutcome::Rejected);
+        }
+        let facts = self.facts().await?;
+        Ok(ReadOnlyOutcome::AcceptedAndRolledBack {
+            explanation: explain_accepted_write(
+                facts.version.flavor,
+                &self.user,
+                facts.read_only,
+                facts.super_read_only,
+            ),
+        })
+    }
+
+    /// MySQL: `SET PERSIST super_read_only = ON` (after configuring the replica; never in the config file, where it
+    /// breaks the image's first start). MariaDB: nothing exists to set; says so.
+    pub async fn protect_replica(&mut self) -> Result<Protection, DbError> {
+        match self.dialect.protect_replica() {
+            Some(statement) => {
+                self.run("turning on super_read_only", &statement).await?;
+                Ok(Protection::SuperReadOnlyPersisted)
+            }
+            None => Ok(Protection::Unavailable {
+                explanation: mariadb_read_only_explanation("root"),
+            }),
+        }
+    }
+
+    pub async fn close(self) {
+        if let Err(err) = self.conn.disconnect().await {
+            tracing::debug!(server = %self.server, error = %err, "closing the database connection failed");
+        }
+    }
+
+    /// Test access to the raw connection, for checks the adapter API does not offer.
+    #[cfg(test)]
+    pub(crate) async fn query_for_test(&mut self, sql: &str) -> Vec<Vec<(String, Option<String>)>> {
+        let rows: Vec<Row> = self.conn.query(sql).await.unwrap_or_else(|err| panic!("{sql}: {err}"));
+        rows.iter().map(row_texts).collect()
+    }
+
+    fn remember(&mut self, secret: &SecretString) {
+        if !self.secrets.contains(secret) {
+            self.secrets.push(secret.clone());
+        }
+    }
+
+    fn scrub(&self, message: &str) -> String {
+        scrub(message, &self.secrets)
+    }
+
+    /// Drops the default database (COM_CHANGE_USER with the same account and no database).
+    async fn leave_appdb(&mut self) -> Result<(), DbError> {
+        if self.in_appdb {
+            if let Err(err) = self.conn.change_user(ChangeUserOpts::default()).await {
+                return Err(DbError::ConnectionLost {
+                    server: self.server.clone(),
+                    what: "clearing the default database".into(),
+                    message: self.scrub(&err.to_string()),
+                });
+            }
+            self.in_appdb = false;
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, what: &str, statement: &Statement) -> Result<(), DbError> {
+        tracing::trace!(server = %self.server, ?statement, "running");
+        match self.conn.query_drop(statement.text()).await {
+            Ok(()) => Ok(()),
+            Err(err) => Err(self.statement_error(what, statement, err)),
+        }
+    }
+
+    async fn rows(&mut self, what: &str, statement: &Statement) -> Result<Vec<Vec<(String, Option<String>)>>, DbError> {
+        tracing::trace!(server = %self.server, ?statement, "querying");
+        match self.conn.query::<Row, _>(statement.text()).await {
+            Ok(rows) => Ok(rows.iter().map(row_texts).collect()),
+            Err(err) => Err(self.statement_error(what, statement, err)),
+        }
+    }
+
+    fn statement_error(&self, what: &str, statement: &Statement, err: mysql_async::Error) -> DbError {
+        match err {
+            mysql_async::Error::Server(err) => {
+                let message = if statement.carries_secret() {
+                    withhold_quoted(&err.message)
+                } else {
+                    err.message.clone()
+                };
+                DbError::Statement {
+                    server: self.server.clone(),
+                    what: what.to_string(),
+                    code: err.code,
+                    message: self.scrub(&message),
+                    fix: statement_fix(err.code),
+                }
+            }
+            other => DbError::ConnectionLost {
+                server: self.server.clone(),
+                what: what.to_string(),
+                message: self.scrub(&other.to_string()),
+            },
+        }
+    }
+}
+
+/// How a failed connection attempt is handled.
+#[derive(Debug, PartialEq, Eq)]
+enum ConnectFailure {
+    /// Transient: refused, reset, EOF, DNS, shutdown in progress (1053), too many connections (1040).
+    Retry(String),
+    /// The server answered and refused this login (1045 bad password, 1130 host not allowed, ...): retrying
+    /// cannot help.
+    Rejected { code: u16, message: String },
+}
+
+fn classify_connect_error(err: &mysql_async::Error) -> ConnectFailure {
+    match err {
+        mysql_async::Error::Server(server) if matches!(server.code, 1053 | 1040) => {
+            ConnectFailure::Retry(format!("error {}: {}", server.code, server.message))
+        }
+        mysql_async::Error::Server(server) => ConnectFailure::Rejected {
+            code: server.code,
+            message: server.message.clone(),
+        },
+        other => ConnectFailure::Retry(other.to_string()),
+    }
+}
+
+/// A row as (column name, text) pairs; NULL is `None`. The text protocol sends every value as bytes.
+fn row_texts(row: &Row) -> Vec<(String, Option<String>)> {
+    row.columns_ref()
+        .iter()
+        .enumerate()
+        .map(|(index, column)| (column.name_str().into_owned(), row.as_ref(index).and_then(value_text)))
+        .collect()
+}
+
+fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::NULL => None,
+        Value::Bytes(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::Int(n) => Some(n.to_string()),
+        Value::UInt(n) => Some(n.to_string()),
+        Value::Float(n) => Some(n.to_string()),
+        Value::Double(n) => Some(n.to_string()),
+        other => Some(other.as_sql(true)),
+    }
+}
+
+/// `File` and `Position` from the binlog status row; `None` when binary logging is off (no row).
+fn parse_coordinates(rows: &[Vec<(String, Option<String>)>]) -> Option<Coordinates> {
+    let row = rows.first()?;
+    let column = |name: &str| {
+        row.iter()
+            .find(|(column, _)| column.eq_ignore_ascii_case(name))?
+            .1
+            .clone()
+    };
+    let file = column("File").filter(|file| !file.is_empty())?;
+    let position = column("Position")?.trim().parse().ok()?;
+    Some(Coordinates { file, position })
+}
+
+/// The row of `server_facts`: VERSION(), server_id, uuid, read_only, super_read_only (NULL on MariaDB), log_bin.
+fn parse_facts(row: &[(String, Option<String>)]) -> Result<ServerFacts, String> {
+    let value = |index: usize| row.get(index).and_then(|(_, value)| value.as_deref());
+    let version = parse_version(value(0).unwrap_or_default()).map_err(|err| err.to_string())?;
+    let server_id = value(1)
+        .and_then(|id| id.trim().parse().ok())
+        .ok_or_else(|| format!("unexpected @@server_id {:?}", value(1)))?;
+    Ok(ServerFacts {
+        version,
+        server_id,
+        server_uuid: value(2).unwrap_or_default().to_string(),
+        read_only: value(3).is_some_and(is_on),
+        super_read_only: value(4).map(is_on),
+        log_bin: value(5).is_some_and(is_on),
+    })
+}
+
+/// `1`, `ON`, or (MariaDB 12's enum read_only) any mode other than OFF.
+fn is_on(value: &str) -> bool {
+    let value = value.trim();
+    !(value.is_empty() || value == "0" || value.eq_ignore_ascii_case("off"))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum PositionWait {
+    Reached,
+    TimedOut,
+    NotReplicating,
+}
+
+/// `SOURCE_POS_WAIT`/`MASTER_POS_WAIT`: >= 0 events waited (reached), -1 timeout, NULL when the SQL thread is not
+/// running or replication is not configured.
+fn position_wait_outcome(result: Option<&str>) -> PositionWait {
+    match result.and_then(|text| text.trim().parse::<i64>().ok()) {
+        Some(n) if n >= 0 => PositionWait::Reached,
+        Some(_) => PositionWait::TimedOut,
+        None => PositionWait::NotReplicating,
+    }
+}
+
+fn validate_marker(marker: &str) -> Result<(), DbError> {
+    let reason = if marker.is_empty() {
+        "it is empty".to_string()
+    } else if marker.chars().count() > MAX_MARKER_LEN {
+        format!("it is longer than the {MAX_MARKER_LEN} characters of replication_test.marker; use a shorter one")
+    } else {
+        return Ok(());
+    };
+    Err(DbError::InvalidMarker {
+        marker: marker.to_string(),
+        reason,
+    })
+}
+
+fn mariadb_read_only_explanation(user: &str) -> String {
+    format!(
+        "MariaDB accepts writes from {user} on a read_only replica: read_only=ON does not stop accounts with the \
+         READ_ONLY ADMIN privilege, which root holds through GRANT ALL PRIVILEGES, and MariaDB before 12.0 has no \
+         super_read_only. Ordinary accounts such as {PROBE_USER} are rejected with error 1290. To stop root too, \
+         create a local admin account for promotion first, then REVOKE READ_ONLY ADMIN ON *.* FROM every root \
+         account on the replica"
+    )
+}
+
+/// Why a replica accepted the test write, in plain words.
+fn explain_accepted_write(flavor: Flavor, user: &str, read_only: bool, super_read_only: Option<bool>) -> String {
+    const ROLLED_BACK: &str = "The test write was rolled back, so the replica did not diverge.";
+    if !read_only {
+        return format!(
+            "read_only is OFF on this replica, so every account can write to it: the replica's config needs \
+             read-only=ON (check the server.cnf the init container generated). {ROLLED_BACK}"
+        );
+    }
+    match (flavor, super_read_only) {
+        (Flavor::MariaDb, _) => format!("{}. {ROLLED_BACK}", mariadb_read_only_explanation(user)),
+        (Flavor::MySql, Some(true)) => format!(
+            "MySQL accepted a write from {user} although read_only and super_read_only are ON, which only the \
+             replication applier should be able to do; check the server's read-only settings. {ROLLED_BACK}"
+        ),
+        (Flavor::MySql, _) => format!(
+            "MySQL accepts writes from {user} on this replica: read_only=ON does not stop accounts with \
+             CONNECTION_ADMIN or SUPER (root has both) while super_read_only is OFF. Run SET PERSIST \
+             super_read_only = ON on the replica (lab up does once the replica is configured). {ROLLED_BACK}"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use mysql_async::{IoError, ServerError};
+
+    use super::*;
+
+    fn server_error(code: u16, message: &str) -> mysql_async::Error {
+        mysql_async::Error::Server(ServerError {
+            code,
+            message: message.into(),
+            state: "HY000".into(),
+        })
+    }
+
+    #[test]
+    fn connect_retries_transient_failures_and_gives_up_on_refused_logins() {
+        let refused = mysql_async::Error::Io(IoError::Io(io::Error::from(io::ErrorKind::ConnectionRefused)));
+        assert!(matches!(classify_connect_error(&refused), ConnectFailure::Retry(_)));
+        let eof = mysql_async::Error::Io(IoError::Io(io::Error::from(io::ErrorKind::UnexpectedEof)));
+        assert!(matches!(classify_connect_error(&eof), ConnectFailure::Retry(_)));
+        assert_eq!(
+            classify_connect_error(&server_error(1053, "Server shutdown in progress")),
+            ConnectFailure::Retry("error 1053: Server shutdown in progress".into())
+        );
+        for code in [1045, 1130] {
+            assert!(
+                matches!(classify_connect_error(&server_error(code, "no")), ConnectFailure::Rejected { code: c, .. } if c == code)
+            );
+        }
+    }
+
+    #[test]
+    fn coordinates_are_read_by_column_name() {
+        let row = vec![
+            ("File".to_string(), Some("mysql-bin.000001".to_string())),
+            ("Position".to_string(), Some("328".to_string())),
+            ("Binlog_Do_DB".to_string(), Some("appdb".to_string())),
+        ];
+        assert_eq!(
+            parse_coordinates(&[row]),
+            Some(Coordinates {
+                file: "mysql-bin.000001".into(),
+                position: 328
+            })
+        );
+        assert_eq!(parse_coordinates(&[]), None, "no row: binary logging is off");
+    }
+
+    #[test]
+    fn facts_parse_on_both_flavours() {
+        let row = |values: [Option<&str>; 6]| -> Vec<(String, Option<String>)> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("c{i}"), v.map(str::to_string)))
+                .collect()
+        };
+        let mariadb = parse_facts(&row([
+            Some("10.11.19-MariaDB-0+deb12u1-log"),
+            Some("2"),
+            Some("zB2ZpBFyvpHRGNfRnMAYjE5CqWg="),
+            Some("1"),
+            None,
+            Some("0"),
+        ]))
+        .expect("parses");
+        assert_eq!(
+            (
+                mariadb.server_id,
+                mariadb.read_only,
+                mariadb.super_read_only,
+                mariadb.log_bin
+            ),
+            (2, true, None, false)
+        );
+        assert_eq!(mariadb.server_uuid, "zB2ZpBFyvpHRGNfRnMAYjE5CqWg=");
+        let mysql = parse_facts(&row([
+            Some("8.4.10"),
+            Some("1"),
+            Some("3e11fa47-71ca-11e1-9e33-c80aa9429562"),
+            Some("0"),
+            Some("0"),
+            Some("1"),
+        ]))
+        .expect("parses");
+        assert_eq!(
+            (mysql.version.flavor, mysql.super_read_only, mysql.log_bin),
+            (Flavor::MySql, Some(false), true)
+        );
+        assert!(parse_facts(&row([Some("8.4.10"), None, None, None, None, None])).is_err());
+    }
+
+    #[test]
+    fn position_wait_results_are_distinct() {
+        assert_eq!(position_wait_outcome(Some("0")), PositionWait::Reached);
+        assert_eq!(position_wait_outcome(Some("3")), PositionWait::Reached);
+        assert_eq!(position_wait_outcome(Some("-1")), PositionWait::TimedOut);
+        assert_eq!(position_wait_outcome(None), PositionWait::NotReplicating);
+    }
+
+    #[test]
+    fn markers_must_fit_the_column() {
+        assert!(validate_marker("lab-2025-01-01T00:00:00Z").is_ok());
+        let long = "x".repeat(65);
+        assert_eq!(
+            validate_marker(&long).expect_err("too long").to_string(),
+            format!(
+                "marker {long:?} cannot be written: it is longer than the 64 characters of replication_test.marker; \
+                 use a shorter one"
+            )
+        );
+        assert_eq!(
+            validate_marker("").expect_err("empty").to_string(),
+            "marker \"\" cannot be written: it is empty"
+        );
+    }
+
+    #[test]
+    fn accepted_writes_are_explained_truthfully() {
+        let mariadb_root = explain_accepted_write(Flavor::MariaDb, "root", true, None);
+        assert!(mariadb_root.starts_with("MariaDB accepts writes from root on a read_only replica: read_only=ON does not stop accounts with the READ_ONLY ADMIN privilege"), "{mariadb_root}");
+        assert!(
+            mariadb_root.ends_with("The test write was rolled back, so the replica did not diverge."),
+            "{mariadb_root}"
+        );
+        let mysql_root = explain_accepted_write(Flavor::MySql, "root", true, Some(false));
+        assert!(mysql_root.contains("SET PERSIST super_read_only = ON"), "{mysql_root}");
+        let off = explain_accepted_write(Flavor::MySql, "lab_probe", false, Some(false));
+        assert!(off.starts_with("read_only is OFF on this replica"), "{off}");
+    }
+}

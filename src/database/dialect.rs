@@ -1,0 +1,657 @@
+//! Statement rendering per server flavour and version, from the SQL files in `sql/` (embedded at build time).
+//!
+//! A file is split into sections by `-- name: <section>` lines; a section is a list of statements ending in `;` at
+//! the end of a line. Comment lines are dropped and each statement's lines are joined with single spaces.
+//! `{{NAME}}` placeholders are filled after splitting, so a `;` inside a value cannot split a statement: keywords
+//! from the [`Dialect`], values as quoted, escaped string literals (or plain numbers).
+
+use std::fmt;
+
+use crate::secret::SecretString;
+
+use super::{Coordinates, Credentials, Flavor, ServerVersion, SourceConfig};
+
+const SERVER_FACTS_SQL: &str = include_str!("../../sql/00-server-facts.sql");
+const PRIMARY_SETUP_SQL: &str = include_str!("../../sql/01-primary-setup.sql");
+const REPLICA_SETUP_SQL: &str = include_str!("../../sql/02-replica-setup.sql");
+const VALIDATE_SQL: &str = include_str!("../../sql/03-validate.sql");
+
+/// Seconds between the replica's reconnection attempts (the server default of 60 s makes a primary restart
+/// cost a minute of replication).
+pub const CONNECT_RETRY_SECONDS: u32 = 5;
+
+/// One rendered statement. It may carry a password, so it has no `Display` and its `Debug` hides such text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Statement {
+    text: String,
+    carries_secret: bool,
+}
+
+impl Statement {
+    /// The SQL to send to the server.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// True when the text contains a password: its server errors may quote it and must be withheld.
+    pub fn carries_secret(&self) -> bool {
+        self.carries_secret
+    }
+}
+
+impl fmt::Debug for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.carries_secret {
+            f.write_str("Statement([contains a password, redacted])")
+        } else {
+            f.debug_tuple("Statement").field(&self.text).finish()
+        }
+    }
+}
+
+/// The statements a server understands, chosen once from its flavour and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialect {
+    version: ServerVersion,
+}
+
+enum Value<'a> {
+    Text(&'a str),
+    Secret(&'a SecretString),
+    Number(u64),
+}
+
+impl Dialect {
+    pub fn for_version(version: &ServerVersion) -> Dialect {
+        Dialect {
+            version: version.clone(),
+        }
+    }
+
+    pub fn version(&self) -> &ServerVersion {
+        &self.version
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.version.flavor
+    }
+
+    fn is_mysql_at_least(&self, major: u32, minor: u32, patch: u32) -> bool {
+        self.version.flavor == Flavor::MySql && self.version.at_least(major, minor, patch)
+    }
+
+    /// MySQL 8.0.22 introduced START/STOP/RESET REPLICA and SHOW REPLICA STATUS; 8.4 removed the SLAVE forms.
+    /// MariaDB is kept on the SLAVE forms: they work on every version and its status columns keep the old names
+    /// with either spelling.
+    fn replica_keyword(&self) -> &'static str {
+        if self.is_mysql_at_least(8, 0, 22) {
+            "REPLICA"
+        } else {
+            "SLAVE"
+        }
+    }
+
+    /// MySQL 8.0.23 introduced CHANGE REPLICATION SOURCE TO with SOURCE_* options.
+    fn uses_change_source(&self) -> bool {
+        self.is_mysql_at_least(8, 0, 23)
+    }
+
+    /// Keyword placeholders, the same for every section.
+    fn keyword(&self, name: &str) -> Option<String> {
+        let replica = self.replica_keyword();
+        let change_source = self.uses_change_source();
+        let mysql = self.version.flavor == Flavor::MySql;
+        Some(match name {
+            "SHOW_BINLOG_STATUS" if self.is_mysql_at_least(8, 2, 0) => "SHOW BINARY LOG STATUS".into(),
+            "SHOW_BINLOG_STATUS" => "SHOW MASTER STATUS".into(),
+            "STOP_REPLICA" => format!("STOP {replica}"),
+            "START_REPLICA" => format!("START {replica}"),
+            "RESET_REPLICA_ALL" => format!("RESET {replica} ALL"),
+            "SHOW_REPLICA_STATUS" => format!("SHOW {replica} STATUS"),
+            "CHANGE_SOURCE_TO" if change_source => "CHANGE REPLICATION SOURCE TO".into(),
+            "CHANGE_SOURCE_TO" => "CHANGE MASTER TO".into(),
+            "SOURCE_OR_MASTER" if change_source => "SOURCE".into(),
+            "SOURCE_OR_MASTER" => "MASTER".into(),
+            "FLAVOR_SOURCE_OPTIONS" if change_source => ", GET_SOURCE_PUBLIC_KEY = 1".into(),
+            "FLAVOR_SOURCE_OPTIONS" if mysql => ", GET_MASTER_PUBLIC_KEY = 1".into(),
+            "FLAVOR_SOURCE_OPTIONS" => ", MASTER_USE_GTID = no".into(),
+            "POS_WAIT_FUNCTION" if self.is_mysql_at_least(8, 0, 26) => "SOURCE_POS_WAIT".into(),
+            "POS_WAIT_FUNCTION" => "MASTER_POS_WAIT".into(),
+            "SERVER_UUID" if mysql => "@@server_uuid".into(),
+            "SERVER_UUID" => "@@server_uid".into(),
+            "SUPER_READ_ONLY" if mysql => "@@super_read_only".into(),
+            "SUPER_READ_ONLY" => "NULL".into(),
+            "CONNECT_RETRY" => CONNECT_RETRY_SECONDS.to_string(),
+            _ => return None,
+        })
+    }
+
+    fn render(&self, file: &str, section: &str, values: &[(&str, Value<'_>)]) -> Vec<Statement> {
+        let templates = section_statements(file, section)
+            .unwrap_or_else(|| panic!("the embedded SQL has no section {section:?} (the rendering tests cover all)"));
+        templates
+            .iter()
+            .map(|template| {
+                let mut carries_secret = false;
+                let text = fill_placeholders(template, |name| {
+                    if let Some(keyword) = self.keyword(name) {
+                        return Some(keyword);
+                    }
+                    let (_, value) = values.iter().find(|(key, _)| *key == name)?;
+                    Some(match value {
+                        Value::Text(text) => quote_literal(text),
+                        Value::Secret(secret) => {
+                            carries_secret = true;
+                            quote_literal(secret.expose())
+                        }
+                        Value::Number(number) => number.to_string(),
+                    })
+                })
+                .unwrap_or_else(|missing| {
+                    panic!("section {section:?} uses {{{{{missing}}}}}, which nothing fills (a bug in lab)")
+                });
+                Statement { text, carries_secret }
+            })
+            .collect()
+    }
+
+    fn render_one(&self, file: &str, section: &str, values: &[(&str, Value<'_>)]) -> Statement {
+        let mut statements = self.render(file, section, values);
+        assert_eq!(
+            statements.len(),
+            1,
+            "section {section:?} must hold exactly one statement"
+        );
+        statements.remove(0)
+    }
+
+    /// `SELECT VERSION(), @@server_id, <uuid>, @@read_only, <super_read_only or NULL>, @@log_bin`.
+    pub fn server_facts(&self) -> Statement {
+        self.render_one(SERVER_FACTS_SQL, "server_facts", &[])
+    }
+
+    /// CREATE USER IF NOT EXISTS, ALTER USER (password), GRANT REPLICATION SLAVE. Run with no default database.
+    pub fn replication_user(&self, repl: &Credentials) -> Vec<Statement> {
+        self.render(
+            PRIMARY_SETUP_SQL,
+            "replication_user",
+            &[
+                ("REPLICATION_USER", Value::Text(&repl.user)),
+                ("REPLICATION_PASSWORD", Value::Secret(&repl.password)),
+            ],
+        )
+    }
+
+    /// `SHOW MASTER STATUS` or `SHOW BINARY LOG STATUS`.
+    pub fn binlog_coordinates(&self) -> Statement {
+        self.render_one(PRIMARY_SETUP_SQL, "binlog_coordinates", &[])
+    }
+
+    /// `CREATE DATABASE IF NOT EXISTS appdb`: run only after the coordinates were captured.
+    pub fn create_appdb(&self) -> Statement {
+        self.render_one(PRIMARY_SETUP_SQL, "appdb", &[])
+    }
+
+    /// The non-admin probe account, created after `USE appdb` so that it replicates.
+    pub fn probe_user(&self, probe: &Credentials) -> Vec<Statement> {
+        self.render(
+            PRIMARY_SETUP_SQL,
+            "probe_user",
+            &[
+                ("PROBE_USER", Value::Text(&probe.user)),
+                ("PROBE_PASSWORD", Value::Secret(&probe.password)),
+            ],
+        )
+    }
+
+    /// Stop, forget the old source, point at the new one from the captured coordinates, start.
+    pub fn configure_replica(&self, source: &SourceConfig) -> Vec<Statement> {
+        self.render(
+            REPLICA_SETUP_SQL,
+            "configure_replica",
+            &[
+                ("SOURCE_HOST", Value::Text(&source.host)),
+                ("SOURCE_PORT", Value::Number(u64::from(source.port))),
+                ("REPLICATION_USER", Value::Text(&source.credentials.user)),
+                ("REPLICATION_PASSWORD", Value::Secret(&source.credentials.password)),
+                ("SOURCE_LOG_FILE", Value::Text(&source.origin.file)),
+                ("SOURCE_LOG_POS", Value::Number(source.origin.position)),
+            ],
+        )
+    }
+
+    /// `SHOW REPLICA STATUS` or `SHOW SLAVE STATUS`.
+    pub fn replica_status(&self) -> Statement {
+        self.render_one(REPLICA_SETUP_SQL, "replica_status", &[])
+    }
+
+    /// `SELECT SOURCE_POS_WAIT(...)` or `SELECT MASTER_POS_WAIT(...)` with a timeout in whole seconds.
+    pub fn wait_for_position(&self, target: &Coordinates, timeout_seconds: u64) -> Statement {
+        self.render_one(
+            REPLICA_SETUP_SQL,
+            "wait_for_position",
+            &[
+                ("SOURCE_LOG_FILE", Value::Text(&target.file)),
+                ("SOURCE_LOG_POS", Value::Number(target.position)),
+                ("TIMEOUT_SECONDS", Value::Number(timeout_seconds)),
+            ],
+        )
+    }
+
+    /// MySQL: `SET PERSIST super_read_only = ON`. MariaDB has no such variable: `None`.
+    pub fn protect_replica(&self) -> Option<Statement> {
+        (self.version.flavor == Flavor::MySql).then(|| self.render_one(REPLICA_SETUP_SQL, "protect_replica", &[]))
+    }
+
+    /// `USE appdb`, `CREATE TABLE IF NOT EXISTS replication_test`, the marker INSERT: for one connection.
+    pub fn write_marker(&self, marker: &str) -> Vec<Statement> {
+        self.render(VALIDATE_SQL, "write_marker", &[("MARKER", Value::Text(marker))])
+    }
+
+    /// `SELECT COUNT(*)` of rows carrying `marker`.
+    pub fn has_marker(&self, marker: &str) -> Statement {
+        self.render_one(VALIDATE_SQL, "has_marker", &[("MARKER", Value::Text(marker))])
+    }
+
+    /// `START TRANSACTION`, a probe INSERT, `ROLLBACK` (always run, whatever the INSERT did).
+    pub fn read_only_check(&self, marker: &str) -> [Statement; 3] {
+        let statements = self.render(VALIDATE_SQL, "read_only_check", &[("MARKER", Value::Text(marker))]);
+        statements
+            .try_into()
+            .expect("section read_only_check holds exactly three statements (tested)")
+    }
+
+    /// `START REPLICA` or `START SLAVE`, for repair hints.
+    pub fn start_replica(&self) -> String {
+        format!("START {}", self.replica_keyword())
+    }
+
+    /// The repair hint for a stopped SQL thread in this dialect.
+    pub fn start_sql_thread(&self) -> String {
+        format!("START {} SQL_THREAD", self.replica_keyword())
+    }
+}
+
+/// The statements of one `-- name:` section, comments dropped and lines joined; `None` if the section is absent.
+fn section_statements(file: &str, section: &str) -> Option<Vec<String>> {
+    let mut in_section = false;
+    let mut found = false;
+    let mut statements = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in file.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("-- name:") {
+            in_section = name.trim() == section;
+            found |= in_section;
+            continue;
+        }
+        if !in_section || line.is_empty() || line.starts_with("--") {
+            continue;
+        }
+        match line.strip_suffix(';') {
+            Some(last) => {
+                current.push(last.trim_end());
+                statements.push(join_statement_lines(&current));
+                current.clear();
+            }
+            None => current.push(line),
+        }
+    }
+    assert!(current.is_empty(), "section {section:?} ends without ';'");
+    found.then_some(statements)
+}
+
+/// Joins lines with single spaces, without a space after `(` or before `)` or `,`.
+fn join_statement_lines(lines: &[&str]) -> String {
+    let mut text = String::new();
+    for line in lines {
+        let glue = !(text.is_empty() || text.ends_with('(') || line.starts_with(')') || line.starts_with(','));
+        if glue {
+            text.push(' ');
+        }
+        text.push_str(line);
+    }
+    text
+}
+
+/// Replaces every `{{NAME}}`; returns the first name `lookup` cannot fill.
+fn fill_placeholders(template: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| after.to_string())?;
+        let name = &after[..end];
+        out.push_str(&lookup(name).ok_or_else(|| name.to_string())?);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A single-quoted SQL string literal. Assumes the server's default sql_mode (no NO_BACKSLASH_ESCAPES, which
+/// neither image sets): backslash escapes are honoured; quotes are doubled.
+pub fn quote_literal(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => quoted.push_str("''"),
+            '\\' => quoted.push_str("\\\\"),
+            '\0' => quoted.push_str("\\0"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\u{1a}' => quoted.push_str("\\Z"),
+            other => quoted.push(other),
+        }
+    }
+    quoted.push('\'');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::database::parse_version;
+
+    fn dialect(version: &str) -> Dialect {
+        Dialect::for_version(&parse_version(version).expect("version parses"))
+    }
+
+    fn texts(statements: &[Statement]) -> Vec<&str> {
+        statements.iter().map(Statement::text).collect()
+    }
+
+    fn source() -> SourceConfig {
+        SourceConfig {
+            host: "mysql-0.mysql-headless.database.svc.cluster.local".into(),
+            port: 3306,
+            credentials: Credentials {
+                user: "repl".into(),
+                password: SecretString::new("replpass"),
+            },
+            origin: Coordinates {
+                file: "mysql-bin.000001".into(),
+                position: 328,
+            },
+        }
+    }
+
+    const ALL_VERSIONS: [&str; 8] = [
+        "8.0.21",
+        "8.0.22",
+        "8.0.30",
+        "8.4.10",
+        "9.7.1",
+        "26.10.0",
+        "10.11.19-MariaDB-0+deb12u1-log",
+        "11.4.12-MariaDB-ubu2404",
+    ];
+
+    #[test]
+    fn replica_setup_before_mysql_8_0_22_uses_master_and_slave_forms_with_the_public_key() {
+        assert_eq!(
+            texts(&dialect("8.0.21").configure_replica(&source())),
+            [
+                "STOP SLAVE",
+                "RESET SLAVE ALL",
+                "CHANGE MASTER TO MASTER_HOST = 'mysql-0.mysql-headless.database.svc.cluster.local', \
+                 MASTER_PORT = 3306, MASTER_USER = 'repl', MASTER_PASSWORD = 'replpass', \
+                 MASTER_LOG_FILE = 'mysql-bin.000001', MASTER_LOG_POS = 328, MASTER_CONNECT_RETRY = 5, \
+                 GET_MASTER_PUBLIC_KEY = 1",
+                "START SLAVE",
+            ]
+        );
+    }
+
+    #[test]
+    fn mysql_8_0_22_has_replica_statements_but_still_change_master() {
+        let statements = dialect("8.0.22").configure_replica(&source());
+        assert_eq!(statements[0].text(), "STOP REPLICA");
+        assert!(
+            statements[2].text().starts_with("CHANGE MASTER TO MASTER_HOST = "),
+            "{:?}",
+            statements[2].text()
+        );
+        assert!(statements[2].text().ends_with(", GET_MASTER_PUBLIC_KEY = 1"));
+    }
+
+    #[test]
+    fn replica_setup_on_mysql_8_0_23_and_later_uses_change_replication_source() {
+        let expected = [
+            "STOP REPLICA",
+            "RESET REPLICA ALL",
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST = 'mysql-0.mysql-headless.database.svc.cluster.local', \
+             SOURCE_PORT = 3306, SOURCE_USER = 'repl', SOURCE_PASSWORD = 'replpass', \
+             SOURCE_LOG_FILE = 'mysql-bin.000001', SOURCE_LOG_POS = 328, SOURCE_CONNECT_RETRY = 5, \
+             GET_SOURCE_PUBLIC_KEY = 1",
+            "START REPLICA",
+        ];
+        for version in ["8.0.30", "8.4.10", "9.7.1", "26.10.0"] {
+            assert_eq!(
+                texts(&dialect(version).configure_replica(&source())),
+                expected,
+                "{version}"
+            );
+        }
+    }
+
+    #[test]
+    fn replica_setup_on_mariadb_keeps_change_master_without_public_key_and_pins_position_mode() {
+        let expected = [
+            "STOP SLAVE",
+            "RESET SLAVE ALL",
+            "CHANGE MASTER TO MASTER_HOST = 'mysql-0.mysql-headless.database.svc.cluster.local', \
+             MASTER_PORT = 3306, MASTER_USER = 'repl', MASTER_PASSWORD = 'replpass', \
+             MASTER_LOG_FILE = 'mysql-bin.000001', MASTER_LOG_POS = 328, MASTER_CONNECT_RETRY = 5, \
+             MASTER_USE_GTID = no",
+            "START SLAVE",
+        ];
+        for version in [
+            "10.11.19-MariaDB-0+deb12u1-log",
+            "11.4.12-MariaDB-ubu2404",
+            "5.5.5-10.5.2-MariaDB",
+        ] {
+            let statements = dialect(version).configure_replica(&source());
+            assert_eq!(texts(&statements), expected, "{version}");
+            assert!(!statements[2].text().contains("PUBLIC_KEY"));
+        }
+    }
+
+    #[test]
+    fn binlog_status_statement_follows_the_version() {
+        let rendered: Vec<_> = ALL_VERSIONS
+            .iter()
+            .map(|v| dialect(v).binlog_coordinates().text().to_string())
+            .collect();
+        assert_eq!(
+            rendered,
+            [
+                "SHOW MASTER STATUS",
+                "SHOW MASTER STATUS",
+                "SHOW MASTER STATUS",
+                "SHOW BINARY LOG STATUS",
+                "SHOW BINARY LOG STATUS",
+                "SHOW BINARY LOG STATUS",
+                "SHOW MASTER STATUS",
+                "SHOW MASTER STATUS",
+            ]
+        );
+        assert_eq!(dialect("8.2.0").binlog_coordinates().text(), "SHOW BINARY LOG STATUS");
+        assert_eq!(dialect("8.1.0").binlog_coordinates().text(), "SHOW MASTER STATUS");
+    }
+
+    #[test]
+    fn status_and_position_wait_follow_the_version() {
+        let target = Coordinates {
+            file: "mysql-bin.000002".into(),
+            position: 1044,
+        };
+        let rendered: Vec<_> = ALL_VERSIONS
+            .iter()
+            .map(|v| {
+                let d = dialect(v);
+                format!(
+                    "{} | {}",
+                    d.replica_status().text(),
+                    d.wait_for_position(&target, 30).text()
+                )
+            })
+            .collect();
+        let old = "SHOW SLAVE STATUS | SELECT MASTER_POS_WAIT('mysql-bin.000002', 1044, 30)";
+        let new = "SHOW REPLICA STATUS | SELECT SOURCE_POS_WAIT('mysql-bin.000002', 1044, 30)";
+        assert_eq!(
+            rendered,
+            [
+                old,
+                "SHOW REPLICA STATUS | SELECT MASTER_POS_WAIT('mysql-bin.000002', 1044, 30)",
+                new,
+                new,
+                new,
+                new,
+                old,
+                old
+            ]
+        );
+    }
+
+    #[test]
+    fn users_are_created_with_identified_by_on_every_flavour() {
+        let repl = Credentials {
+            user: "repl".into(),
+            password: SecretString::new("replpass"),
+        };
+        for version in ALL_VERSIONS {
+            let statements = dialect(version).replication_user(&repl);
+            assert_eq!(
+                texts(&statements),
+                [
+                    "CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'replpass'",
+                    "ALTER USER 'repl'@'%' IDENTIFIED BY 'replpass'",
+                    "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'",
+                ],
+                "{version}"
+            );
+            assert!(statements[0].carries_secret() && statements[1].carries_secret());
+            assert!(!statements[2].carries_secret());
+            assert!(statements.iter().all(|s| !s.text().contains("mysql_native_password")));
+        }
+    }
+
+    #[test]
+    fn probe_user_is_created_inside_appdb_so_that_it_replicates() {
+        let probe = Credentials {
+            user: "lab_probe".into(),
+            password: SecretString::new("pr0be"),
+        };
+        assert_eq!(
+            texts(&dialect("10.11.19-MariaDB").probe_user(&probe)),
+            [
+                "USE appdb",
+                "CREATE USER IF NOT EXISTS 'lab_probe'@'%' IDENTIFIED BY 'pr0be'",
+                "ALTER USER 'lab_probe'@'%' IDENTIFIED BY 'pr0be'",
+                "GRANT SELECT, INSERT ON appdb.* TO 'lab_probe'@'%'",
+            ]
+        );
+        assert_eq!(
+            dialect("8.4.10").create_appdb().text(),
+            "CREATE DATABASE IF NOT EXISTS appdb"
+        );
+    }
+
+    #[test]
+    fn validation_runs_ddl_after_use_appdb_and_probes_in_a_rolled_back_transaction() {
+        for version in ALL_VERSIONS {
+            let d = dialect(version);
+            assert_eq!(
+                texts(&d.write_marker("lab-1")),
+                [
+                    "USE appdb",
+                    "CREATE TABLE IF NOT EXISTS replication_test (id BIGINT AUTO_INCREMENT PRIMARY KEY, \
+                     marker VARCHAR(64) NOT NULL UNIQUE, msg VARCHAR(64) NOT NULL DEFAULT 'written_on_primary', \
+                     written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE = InnoDB",
+                    "INSERT INTO replication_test (marker, msg) VALUES ('lab-1', 'written_on_primary')",
+                ]
+            );
+            assert_eq!(
+                d.has_marker("lab-1").text(),
+                "SELECT COUNT(*) FROM appdb.replication_test WHERE marker = 'lab-1'"
+            );
+            assert_eq!(
+                texts(&d.read_only_check("lab-ro")),
+                [
+                    "START TRANSACTION",
+                    "INSERT INTO appdb.replication_test (marker, msg) VALUES ('lab-ro', 'should_fail')",
+                    "ROLLBACK",
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn facts_and_protection_differ_between_mysql_and_mariadb() {
+        assert_eq!(
+            dialect("8.4.10").server_facts().text(),
+            "SELECT VERSION(), @@server_id, @@server_uuid, @@read_only, @@super_read_only, @@log_bin"
+        );
+        assert_eq!(
+            dialect("11.4.12-MariaDB-ubu2404").server_facts().text(),
+            "SELECT VERSION(), @@server_id, @@server_uid, @@read_only, NULL, @@log_bin"
+        );
+        for version in ["8.0.21", "8.0.30", "8.4.10", "9.7.1", "26.10.0"] {
+            assert_eq!(
+                dialect(version)
+                    .protect_replica()
+                    .map(|s| s.text().to_string())
+                    .as_deref(),
+                Some("SET PERSIST super_read_only = ON"),
+                "{version}"
+            );
+        }
+        assert_eq!(dialect("10.11.19-MariaDB").protect_replica(), None);
+        assert_eq!(dialect("10.11.19-MariaDB").start_sql_thread(), "START SLAVE SQL_THREAD");
+        assert_eq!(dialect("8.4.10").start_sql_thread(), "START REPLICA SQL_THREAD");
+        assert_eq!(dialect("8.0.21").start_replica(), "START SLAVE");
+    }
+
+    #[test]
+    fn values_are_escaped_and_cannot_split_or_break_statements() {
+        let repl = Credentials {
+            user: "re'pl".into(),
+            password: SecretString::new(r"p;w'\x"),
+        };
+        let statements = dialect("8.4.10").replication_user(&repl);
+        assert_eq!(statements.len(), 3);
+        assert_eq!(
+            statements[1].text(),
+            r"ALTER USER 're''pl'@'%' IDENTIFIED BY 'p;w''\\x'"
+        );
+        assert_eq!(quote_literal("a\nb\0c"), r"'a\nb\0c'");
+    }
+
+    #[test]
+    fn debug_output_of_statements_with_passwords_hides_them() {
+        let statements = dialect("10.11.19-MariaDB").configure_replica(&source());
+        let debug = format!("{statements:?}");
+        assert!(!debug.contains("replpass"), "{debug}");
+        assert!(debug.contains("Statement(\"START SLAVE\")"), "{debug}");
+    }
+
+    #[test]
+    fn every_file_comments_why_it_differs_from_the_tutorial() {
+        for file in [SERVER_FACTS_SQL, PRIMARY_SETUP_SQL, REPLICA_SETUP_SQL, VALIDATE_SQL] {
+            assert!(file.starts_with("-- "), "file starts with its explanation");
+            assert!(file.contains("tutorial"), "file says how it differs from the tutorial");
+        }
+    }
+
+    #[test]
+    fn placeholder_filling_reports_what_is_missing() {
+        assert_eq!(fill_placeholders("a {{X}} b", |_| None), Err("X".to_string()));
+        assert_eq!(
+            fill_placeholders("{{X}}{{X}}", |n| Some(n.to_lowercase())),
+            Ok("xx".to_string())
+        );
+        assert_eq!(section_statements(PRIMARY_SETUP_SQL, "nope"), None);
+    }
+}

@@ -1,0 +1,90 @@
+//! The database adapter: the only module that imports mysql_async; flavour and version dialects.
+//!
+//! Pure parts, tested without a server: [`parse_version`], [`Dialect`] (statements rendered from the files in
+//! `sql/`), [`parse_replica_status`] and [`ReplicaStatus::progress`], [`explain_replication_error`]. The adapter,
+//! [`Db`], holds one TCP connection and runs the tutorial's steps in the corrected order:
+//!
+//! primary: [`Db::ensure_replication_user`] → [`Db::capture_coordinates`] → [`Db::ensure_appdb`] →
+//! [`Db::ensure_probe_user`]; each replica: [`Db::configure_replica`] → [`Db::wait_replication_running`] →
+//! [`Db::protect_replica`]; validation: [`Db::write_marker`] (primary) → [`Db::wait_for_coordinates`] →
+//! [`Db::has_marker`] → [`Db::read_only_test`] (replicas, as root and as the probe account).
+
+mod conn;
+mod dialect;
+mod error;
+mod findings;
+mod status;
+mod version;
+
+#[cfg(test)]
+mod adapter_tests;
+#[cfg(test)]
+mod test_support;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretString;
+
+pub use conn::{Db, Protection, ReadOnlyOutcome};
+pub use dialect::{CONNECT_RETRY_SECONDS, Dialect, Statement, quote_literal};
+pub use error::DbError;
+pub use findings::{Finding, explain_replication_error, is_transient_replication_error};
+pub use status::{
+    ReplicaStatus, ReplicationFailure, ReplicationProgress, ReplicationThread, ThreadState, parse_replica_status,
+    replica_status_from_rows,
+};
+pub use version::{Flavor, ServerVersion, parse_version};
+
+/// The database the lab replicates (`binlog-do-db=appdb` on the primary).
+pub const APP_DATABASE: &str = "appdb";
+/// The validation table in [`APP_DATABASE`].
+pub const VALIDATION_TABLE: &str = "replication_test";
+/// The non-admin account used to prove that `read_only` stops ordinary clients.
+pub const PROBE_USER: &str = "lab_probe";
+/// Longest marker the validation table holds (`marker VARCHAR(64)`).
+pub const MAX_MARKER_LEN: usize = 64;
+
+/// A position in the primary's binary log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coordinates {
+    pub file: String,
+    pub position: u64,
+}
+
+impl fmt::Display for Coordinates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.position)
+    }
+}
+
+/// An account and its password (never printed: see [`SecretString`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: SecretString,
+}
+
+/// Where a replica replicates from, and from which position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// The primary's stable name, e.g. `mysql-0.mysql-headless.database.svc.cluster.local`.
+    pub host: String,
+    pub port: u16,
+    pub credentials: Credentials,
+    pub origin: Coordinates,
+}
+
+/// What the health report shows per server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerFacts {
+    pub version: ServerVersion,
+    pub server_id: u32,
+    /// `@@server_uuid` on MySQL; `@@server_uid` on MariaDB, which has no server_uuid.
+    pub server_uuid: String,
+    pub read_only: bool,
+    /// `None` on MariaDB, which has no super_read_only.
+    pub super_read_only: Option<bool>,
+    pub log_bin: bool,
+}

@@ -1,0 +1,388 @@
+//! `SHOW REPLICA STATUS` / `SHOW SLAVE STATUS` rows read by column name, in both spellings, and judged.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::findings::{Finding, explain_replication_error, is_transient_replication_error};
+
+/// State of a replication thread (`Replica_IO_Running`, `Slave_SQL_Running`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ThreadState {
+    Yes,
+    No,
+    /// The IO thread is (re)connecting to the source: not healthy, maybe transient.
+    Connecting,
+    /// Anything else the server reports (MariaDB also says `Preparing`).
+    Other(String),
+}
+
+impl ThreadState {
+    fn parse(value: Option<&str>) -> ThreadState {
+        match value.map(str::trim) {
+            Some(v) if v.eq_ignore_ascii_case("yes") => ThreadState::Yes,
+            Some(v) if v.eq_ignore_ascii_case("no") => ThreadState::No,
+            Some(v) if v.eq_ignore_ascii_case("connecting") => ThreadState::Connecting,
+            Some(v) if !v.is_empty() => ThreadState::Other(v.to_string()),
+            _ => ThreadState::No,
+        }
+    }
+}
+
+impl fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ThreadState::Yes => "Yes",
+            ThreadState::No => "No",
+            ThreadState::Connecting => "Connecting",
+            ThreadState::Other(text) => text,
+        })
+    }
+}
+
+/// One replica's replication state, independent of the server's column spelling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub io_running: ThreadState,
+    pub sql_running: ThreadState,
+    /// `None` when the server reports NULL: a thread is stopped, so the lag is unknown (not zero).
+    pub seconds_behind: Option<u64>,
+    pub source_host: String,
+    pub source_port: Option<u16>,
+    /// The source binlog file the IO thread reads, and how far.
+    pub source_log_file: String,
+    pub read_source_log_pos: u64,
+    /// The source binlog file and position the SQL thread has applied.
+    pub relay_source_log_file: String,
+    pub exec_source_log_pos: u64,
+    pub last_io_errno: u32,
+    pub last_io_error: String,
+    pub last_sql_errno: u32,
+    pub last_sql_error: String,
+}
+
+/// Which replication thread a problem belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicationThread {
+    Io,
+    Sql,
+}
+
+impl fmt::Display for ReplicationThread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReplicationThread::Io => "IO",
+            ReplicationThread::Sql => "SQL",
+        })
+    }
+}
+
+/// A thread that stopped (or keeps failing) with an error that will not heal by waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationFailure {
+    pub thread: ReplicationThread,
+    pub errno: u32,
+    pub message: String,
+    pub finding: Finding,
+}
+
+/// What a status row says about a replica that was just started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicationProgress {
+    /// Both threads `Yes`.
+    Running,
+    /// Not there yet, but nothing says it will not get there (connecting, a transient 2003/2005, starting).
+    Starting,
+    /// A thread failed with a non-transient error: waiting longer will not help.
+    Failed(ReplicationFailure),
+}
+
+impl ReplicaStatus {
+    pub fn is_running(&self) -> bool {
+        self.io_running == ThreadState::Yes && self.sql_running == ThreadState::Yes
+    }
+
+    /// The IO thread's last error explained, if it has one.
+    pub fn io_finding(&self) -> Option<Finding> {
+        (self.last_io_errno != 0).then(|| explain_replication_error(self.last_io_errno, &self.last_io_error))
+    }
+
+    /// The SQL thread's last error explained, if it has one.
+    pub fn sql_finding(&self) -> Option<Finding> {
+        (self.last_sql_errno != 0).then(|| explain_replication_error(self.last_sql_errno, &self.last_sql_error))
+    }
+
+    /// Judges a status row while waiting for replication to run. A thread that is not `Yes` and carries an errno
+    /// fails at once unless the errno is transient (2003/2005 while the primary restarts or is not in DNS yet).
+    /// A non-transient errno fails even while the IO thread says `Connecting`: a bad password (1045) or a
+    /// missing public key (2061) keeps it reconnecting forever.
+    pub fn progress(&self) -> ReplicationProgress {
+        if self.is_running() {
+            return ReplicationProgress::Running;
+        }
+        let threads = [
+            (
+                ReplicationThread::Sql,
+                &self.sql_running,
+                self.last_sql_errno,
+                &self.last_sql_error,
+            ),
+            (
+                ReplicationThread::Io,
+                &self.io_running,
+                self.last_io_errno,
+                &self.last_io_error,
+            ),
+        ];
+        for (thread, state, errno, message) in threads {
+            if *state != ThreadState::Yes && errno != 0 && !is_transient_replication_error(errno) {
+                return ReplicationProgress::Failed(ReplicationFailure {
+                    thread,
+                    errno,
+                    message: message.clone(),
+                    finding: explain_replication_error(errno, message),
+                });
+            }
+        }
+        ReplicationProgress::Starting
+    }
+
+    /// One line for timeouts and logs: `IO Connecting, SQL Yes, lag NULL, last IO error 2003`.
+    pub fn summary(&self) -> String {
+        let lag = self
+            .seconds_behind
+            .map_or_else(|| "NULL".to_string(), |s| format!("{s}s"));
+        let mut line = format!("IO {}, SQL {}, lag {lag}", self.io_running, self.sql_running);
+        if self.last_io_errno != 0 {
+            line += &format!(", last IO error {}: {}", self.last_io_errno, self.last_io_error);
+        }
+        if self.last_sql_errno != 0 {
+            line += &format!(", last SQL error {}: {}", self.last_sql_errno, self.last_sql_error);
+        }
+        line
+    }
+}
+
+/// Builds a [`ReplicaStatus`] from one status row given as (column name, value) pairs. Each field is read from the
+/// first column present among its spellings: MySQL's `SHOW REPLICA STATUS` (8.0.22+) uses `Replica_*`/`*_Source_*`,
+/// `SHOW SLAVE STATUS` and every MariaDB use `Slave_*`/`*_Master_*`. Missing or unparsable numbers read as 0,
+/// NULL lag as `None`.
+pub fn parse_replica_status(columns: &[(String, Option<String>)]) -> ReplicaStatus {
+    let value = |names: &[&str]| -> Option<&str> {
+        names.iter().find_map(|name| {
+            columns
+                .iter()
+                .find(|(column, _)| column.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_deref())
+        })?
+    };
+    let text = |names: &[&str]| value(names).unwrap_or_default().to_string();
+    let number = |names: &[&str]| value(names).and_then(|v| v.trim().parse::<u64>().ok());
+    let errno = |name: &str| number(&[name]).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+    ReplicaStatus {
+        io_running: ThreadState::parse(value(&["Replica_IO_Running", "Slave_IO_Running"])),
+        sql_running: ThreadState::parse(value(&["Replica_SQL_Running", "Slave_SQL_Running"])),
+        seconds_behind: number(&["Seconds_Behind_Source", "Seconds_Behind_Master"]),
+        source_host: text(&["Source_Host", "Master_Host"]),
+        source_port: number(&["Source_Port", "Master_Port"]).and_then(|p| u16::try_from(p).ok()),
+        source_log_file: text(&["Source_Log_File", "Master_Log_File"]),
+        read_source_log_pos: number(&["Read_Source_Log_Pos", "Read_Master_Log_Pos"]).unwrap_or(0),
+        relay_source_log_file: text(&["Relay_Source_Log_File", "Relay_Master_Log_File"]),
+        exec_source_log_pos: number(&["Exec_Source_Log_Pos", "Exec_Master_Log_Pos"]).unwrap_or(0),
+        last_io_errno: errno("Last_IO_Errno"),
+        last_io_error: text(&["Last_IO_Error"]),
+        last_sql_errno: errno("Last_SQL_Errno"),
+        last_sql_error: text(&["Last_SQL_Error"]),
+    }
+}
+
+/// The result of a status statement: no row (after `RESET ... ALL`, or never configured) or a row without a
+/// source host means "not configured".
+pub fn replica_status_from_rows(rows: &[Vec<(String, Option<String>)>]) -> Option<ReplicaStatus> {
+    let status = parse_replica_status(rows.first()?);
+    (!status.source_host.is_empty()).then_some(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
+    fn mariadb_row(
+        io: &str,
+        sql: &str,
+        lag: Option<&str>,
+        io_err: (&str, &str),
+        sql_err: (&str, &str),
+    ) -> Vec<(String, Option<String>)> {
+        row(&[
+            ("Slave_IO_State", Some("Waiting for master to send event")),
+            ("Master_Host", Some("mysql-0.mysql-headless.database.svc.cluster.local")),
+            ("Master_User", Some("repl")),
+            ("Master_Port", Some("3306")),
+            ("Connect_Retry", Some("5")),
+            ("Master_Log_File", Some("mysql-bin.000001")),
+            ("Read_Master_Log_Pos", Some("1044")),
+            ("Relay_Log_File", Some("relay-log.000002")),
+            ("Relay_Master_Log_File", Some("mysql-bin.000001")),
+            ("Slave_IO_Running", Some(io)),
+            ("Slave_SQL_Running", Some(sql)),
+            ("Last_Errno", Some(sql_err.0)),
+            ("Exec_Master_Log_Pos", Some("473")),
+            ("Seconds_Behind_Master", lag),
+            ("Last_IO_Errno", Some(io_err.0)),
+            ("Last_IO_Error", Some(io_err.1)),
+            ("Last_SQL_Errno", Some(sql_err.0)),
+            ("Last_SQL_Error", Some(sql_err.1)),
+            ("Using_Gtid", Some("No")),
+        ])
+    }
+
+    #[test]
+    fn reads_the_old_spelling_of_mariadb_and_show_slave_status() {
+        let status = parse_replica_status(&mariadb_row("Yes", "Yes", Some("0"), ("0", ""), ("0", "")));
+        assert_eq!(
+            status,
+            ReplicaStatus {
+                io_running: ThreadState::Yes,
+                sql_running: ThreadState::Yes,
+                seconds_behind: Some(0),
+                source_host: "mysql-0.mysql-headless.database.svc.cluster.local".into(),
+                source_port: Some(3306),
+                source_log_file: "mysql-bin.000001".into(),
+                read_source_log_pos: 1044,
+                relay_source_log_file: "mysql-bin.000001".into(),
+                exec_source_log_pos: 473,
+                last_io_errno: 0,
+                last_io_error: String::new(),
+                last_sql_errno: 0,
+                last_sql_error: String::new(),
+            }
+        );
+        assert!(status.is_running());
+        assert_eq!(status.progress(), ReplicationProgress::Running);
+    }
+
+    #[test]
+    fn reads_the_new_spelling_of_show_replica_status() {
+        let status = parse_replica_status(&row(&[
+            ("Replica_IO_State", Some("Waiting for source to send event")),
+            ("Source_Host", Some("mysql-0.mysql-headless.database.svc.cluster.local")),
+            ("Source_Port", Some("3306")),
+            ("Source_Log_File", Some("mysql-bin.000003")),
+            ("Read_Source_Log_Pos", Some("157")),
+            ("Relay_Source_Log_File", Some("mysql-bin.000002")),
+            ("Replica_IO_Running", Some("Yes")),
+            ("Replica_SQL_Running", Some("No")),
+            ("Exec_Source_Log_Pos", Some("99")),
+            ("Seconds_Behind_Source", None),
+            ("Last_IO_Errno", Some("0")),
+            ("Last_IO_Error", Some("")),
+            ("Last_SQL_Errno", Some("1049")),
+            ("Last_SQL_Error", Some("Error 'Unknown database 'appdb'' on query.")),
+            ("Get_Source_public_key", Some("1")),
+        ]));
+        assert_eq!(status.io_running, ThreadState::Yes);
+        assert_eq!(status.sql_running, ThreadState::No);
+        assert_eq!(status.seconds_behind, None, "NULL lag is unknown, not zero");
+        assert_eq!(status.source_log_file, "mysql-bin.000003");
+        assert_eq!(status.read_source_log_pos, 157);
+        assert_eq!(status.relay_source_log_file, "mysql-bin.000002");
+        assert_eq!(status.exec_source_log_pos, 99);
+        let ReplicationProgress::Failed(failure) = status.progress() else {
+            panic!("1049 on a stopped SQL thread must fail fast: {:?}", status.progress());
+        };
+        assert_eq!(failure.thread, ReplicationThread::Sql);
+        assert_eq!(failure.errno, 1049);
+        assert_eq!(failure.finding, explain_replication_error(1049, "x"));
+        assert_eq!(
+            status.summary(),
+            "IO Yes, SQL No, lag NULL, last SQL error 1049: Error 'Unknown database 'appdb'' on query."
+        );
+    }
+
+    #[test]
+    fn connecting_with_a_refused_connection_is_transient() {
+        let status = parse_replica_status(&mariadb_row(
+            "Connecting",
+            "Yes",
+            None,
+            (
+                "2003",
+                "error reconnecting to master 'repl@mysql-0:3306' - retry-time: 5 (111 \"Connection refused\")",
+            ),
+            ("0", ""),
+        ));
+        assert_eq!(status.io_running, ThreadState::Connecting);
+        assert_eq!(status.seconds_behind, None);
+        assert_eq!(status.progress(), ReplicationProgress::Starting);
+        assert!(
+            status
+                .io_finding()
+                .expect("has an IO error")
+                .cause
+                .contains("cannot connect")
+        );
+        assert_eq!(status.sql_finding(), None);
+    }
+
+    #[test]
+    fn connecting_with_a_permanent_error_fails_fast() {
+        for errno in ["2061", "1045"] {
+            let status = parse_replica_status(&mariadb_row("Connecting", "Yes", None, (errno, "denied"), ("0", "")));
+            let ReplicationProgress::Failed(failure) = status.progress() else {
+                panic!("{errno} must fail fast");
+            };
+            assert_eq!(failure.thread, ReplicationThread::Io);
+            assert_eq!(failure.errno.to_string(), errno);
+        }
+    }
+
+    #[test]
+    fn stopped_threads_with_fatal_errors_fail_with_their_finding() {
+        for (errno, thread_io) in [("1236", true), ("1593", true), ("1062", false), ("1146", false)] {
+            let (io, sql, io_err, sql_err) = if thread_io {
+                ("No", "Yes", (errno, "fatal"), ("0", ""))
+            } else {
+                ("Yes", "No", ("0", ""), (errno, "fatal"))
+            };
+            let status = parse_replica_status(&mariadb_row(io, sql, None, io_err, sql_err));
+            let ReplicationProgress::Failed(failure) = status.progress() else {
+                panic!("{errno} must fail fast");
+            };
+            assert_eq!(failure.errno.to_string(), errno);
+            assert_eq!(failure.finding, explain_replication_error(failure.errno, "fatal"));
+        }
+    }
+
+    #[test]
+    fn stale_errors_on_a_running_thread_are_ignored() {
+        let status = parse_replica_status(&mariadb_row("Yes", "Yes", Some("3"), ("2003", "old"), ("0", "")));
+        assert_eq!(status.progress(), ReplicationProgress::Running);
+        let starting = parse_replica_status(&mariadb_row("No", "No", None, ("0", ""), ("0", "")));
+        assert_eq!(starting.progress(), ReplicationProgress::Starting);
+    }
+
+    #[test]
+    fn no_row_or_no_source_host_means_not_configured() {
+        assert_eq!(replica_status_from_rows(&[]), None);
+        let reset = row(&[("Master_Host", Some("")), ("Slave_IO_Running", Some("No"))]);
+        assert_eq!(replica_status_from_rows(&[reset]), None);
+        let configured = mariadb_row("Yes", "Yes", Some("0"), ("0", ""), ("0", ""));
+        assert!(replica_status_from_rows(&[configured]).is_some());
+    }
+
+    #[test]
+    fn unknown_thread_states_are_kept() {
+        let status = parse_replica_status(&mariadb_row("Preparing", "Yes", None, ("0", ""), ("0", "")));
+        assert_eq!(status.io_running, ThreadState::Other("Preparing".into()));
+        assert_eq!(status.io_running.to_string(), "Preparing");
+        assert_eq!(status.progress(), ReplicationProgress::Starting);
+    }
+}
