@@ -39,3 +39,40 @@ impl From<ExitStatus> for ExitCode {
 pub trait Classify {
     fn exit_status(&self) -> ExitStatus;
 }
+
+/// A usage or configuration problem found by `lab` itself (not by an adapter).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        UsageError(message.into())
+    }
+}
+
+impl Classify for UsageError {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
+    }
+}
+
+/// Maps an error to its exit status: the first error in the chain that knows its class decides.
+/// Anything unclassified is a failed check (1).
+pub fn classify(error: &anyhow::Error) -> ExitStatus {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<UsageError>() {
+            return e.exit_status();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::cluster::ClusterError>() {
+            return e.exit_status();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::database::DbError>() {
+            return e.exit_status();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::manifests::ManifestError>() {
+            return e.exit_status();
+        }
+    }
+    ExitStatus::Unhealthy
+}

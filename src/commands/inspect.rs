@@ -1,0 +1,383 @@
+//! The checks and the report shared by `up`, `verify` and `status`: the validation round trip, the read-only
+//! test, and the health report built from the cluster and the databases.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::future::join_all;
+use tokio::time::Instant;
+
+use super::ROLE_LABEL;
+use super::{PRIMARY_POD, Session};
+use crate::cluster::{Cluster, ServiceSnapshot, Snapshot};
+use crate::database::{
+    Coordinates, Credentials, Flavor, ReadOnlyOutcome, ReplicaStatus, ServerFacts, explain_replication_error,
+};
+use crate::plan::{Reporter, Step, StepOutcome, StepRecord};
+use crate::report::{
+    ErrorReport, HealthReport, LogPosition, MissingRead, PodReport, Problem, PvcReport, ReadOnlyReport, ReplicaReport,
+    Role, ServerFlavor, ServerReport, ServiceReport, Severity, StepReport, StepStatus, ValidationReport, WriteOutcome,
+};
+
+/// How long a replica may take to apply the validation row before the check fails.
+const REPLICATION_WAIT: Duration = Duration::from_secs(30);
+
+/// Results of the checks that write (validation) or try to write (read-only test).
+#[derive(Debug, Default)]
+pub struct Checks {
+    pub validation: Option<ValidationReport>,
+    pub read_only: Vec<ReadOnlyReport>,
+}
+
+/// A marker no earlier run can have written.
+fn new_marker() -> String {
+    let now = jiff::Timestamp::now();
+    format!("lab-{}-{}", now.as_millisecond(), std::process::id())
+}
+
+/// Writes a unique marker on the primary and reads it back on every replica once the replica has applied the
+/// primary's position (a position wait, not a sleep loop).
+pub async fn validate(
+    primary: &mut Session,
+    replicas: &mut [Session],
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Step<ValidationReport>> {
+    let marker = new_marker();
+    let target = primary
+        .db
+        .write_marker(&marker)
+        .await
+        .context("writing the validation row on the primary")?;
+    reporter.step_progress("validation", &format!("wrote {marker} on {}", primary.pod));
+    let results = join_all(replicas.iter_mut().map(|replica| {
+        let marker = &marker;
+        let target = &target;
+        async move {
+            let seen = async {
+                replica.db.wait_for_coordinates(target, REPLICATION_WAIT).await?;
+                replica.db.has_marker(marker).await
+            }
+            .await;
+            (replica.pod.clone(), seen)
+        }
+    }))
+    .await;
+    let mut read_on = Vec::new();
+    let mut missing_on = Vec::new();
+    for (pod, seen) in results {
+        match seen {
+            Ok(true) => read_on.push(pod),
+            Ok(false) => missing_on.push(MissingRead {
+                pod,
+                reason: "the row is not there".into(),
+            }),
+            Err(error) => missing_on.push(MissingRead {
+                pod,
+                reason: error.to_string(),
+            }),
+        }
+    }
+    let ok = missing_on.is_empty();
+    let missing: Vec<String> = missing_on.iter().map(|m| format!("{}: {}", m.pod, m.reason)).collect();
+    let report = ValidationReport {
+        marker: marker.clone(),
+        written_on: primary.pod.clone(),
+        read_on,
+        missing_on,
+        ok,
+    };
+    Ok(if ok {
+        Step::passed(
+            format!("{marker} written on {} and read on every replica", primary.pod),
+            report,
+        )
+    } else {
+        Step::failed(missing.join("; "), report)
+    })
+}
+
+/// Tries a write on every replica, inside a transaction that is rolled back, as root and as the non-admin probe
+/// account. A refused write (error 1290) passes.
+pub async fn read_only_test(
+    cluster: &Cluster,
+    namespace: &str,
+    replicas: &mut [Session],
+    probe: &Credentials,
+    deadline: Instant,
+) -> anyhow::Result<Step<Vec<ReadOnlyReport>>> {
+    let mut reports = Vec::new();
+    for replica in replicas.iter_mut() {
+        let flavor = replica.db.version().flavor;
+        let root = replica.db.read_only_test().await?;
+        reports.push(read_only_report(&replica.pod, "root", flavor, root));
+        let mut probe_session = Session::open(cluster, namespace, &replica.pod, probe, deadline)
+            .await
+            .with_context(|| format!("{}: logging in as {}", replica.pod, probe.user))?;
+        let outcome = probe_session.db.read_only_test().await?;
+        probe_session.close().await;
+        reports.push(read_only_report(&replica.pod, &probe.user, flavor, outcome));
+    }
+    let failures: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| format!("{} as {}", r.pod, r.account))
+        .collect();
+    Ok(if failures.is_empty() {
+        let detail = if reports.is_empty() {
+            "no replicas to test".to_string()
+        } else {
+            "replicas refuse writes from ordinary accounts (error 1290)".to_string()
+        };
+        Step::passed(detail, reports)
+    } else {
+        Step::failed(format!("writes accepted on {}", failures.join(", ")), reports)
+    })
+}
+
+/// Judges one read-only attempt. MariaDB (before 12.0) has no `super_read_only` and lets accounts holding
+/// READ_ONLY ADMIN (root has ALL PRIVILEGES) write on a read-only server: that is reported as it is, and the
+/// non-admin account carries the test.
+pub fn read_only_report(pod: &str, account: &str, flavor: Flavor, outcome: ReadOnlyOutcome) -> ReadOnlyReport {
+    match outcome {
+        ReadOnlyOutcome::Rejected => ReadOnlyReport {
+            pod: pod.to_string(),
+            account: account.to_string(),
+            outcome: WriteOutcome::Rejected,
+            ok: true,
+            explanation: "error 1290: the server runs with read-only protection".into(),
+        },
+        ReadOnlyOutcome::AcceptedAndRolledBack { explanation } => {
+            let expected = flavor == Flavor::MariaDb && account == "root";
+            ReadOnlyReport {
+                pod: pod.to_string(),
+                account: account.to_string(),
+                outcome: WriteOutcome::Accepted,
+                ok: expected,
+                explanation,
+            }
+        }
+    }
+}
+
+/// Builds the health report from a cluster snapshot and the open database sessions (read-only queries).
+pub async fn build_report(
+    cluster: &Cluster,
+    namespace: &str,
+    sessions: Vec<&mut Session>,
+    steps: &[StepRecord],
+    checks: Checks,
+) -> anyhow::Result<HealthReport> {
+    let snapshot = cluster.snapshot(namespace).await?;
+    let mut observed = Observed::default();
+    for session in sessions {
+        match session.db.facts().await {
+            Ok(facts) => observed.servers.push((session.pod.clone(), facts)),
+            Err(error) => observed.unreachable.push((session.pod.clone(), error.to_string())),
+        }
+        if session.pod == PRIMARY_POD {
+            observed.primary_position = session.db.capture_coordinates().await.ok();
+        } else {
+            observed
+                .replicas
+                .push((session.pod.clone(), session.db.replica_status().await?));
+        }
+    }
+    Ok(assemble(namespace, &snapshot, observed, steps, checks))
+}
+
+/// What the databases said.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub servers: Vec<(String, ServerFacts)>,
+    /// Replica pods and their replication status (`None`: replication never configured).
+    pub replicas: Vec<(String, Option<ReplicaStatus>)>,
+    pub primary_position: Option<Coordinates>,
+    /// Ready pods whose database could not be queried, with the error.
+    pub unreachable: Vec<(String, String)>,
+}
+
+/// Pure: the report from what the cluster and the databases said. The verdict is computed last.
+pub fn assemble(
+    namespace: &str,
+    snapshot: &Snapshot,
+    observed: Observed,
+    steps: &[StepRecord],
+    checks: Checks,
+) -> HealthReport {
+    let mut report = HealthReport::new(namespace, jiff::Timestamp::now());
+    report.steps = steps.iter().map(step_report).collect();
+    report.pods = snapshot
+        .pods
+        .iter()
+        .map(|pod| PodReport {
+            name: pod.name.clone(),
+            phase: pod.phase.clone(),
+            ready: pod.ready,
+            restarts: pod.restarts,
+            node: pod.node.clone(),
+            ip: pod.ip.clone(),
+            role: match pod.labels.get(ROLE_LABEL).map(String::as_str) {
+                Some("primary") => Some(Role::Primary),
+                Some("replica") => Some(Role::Replica),
+                _ => None,
+            },
+        })
+        .collect();
+    report.pvcs = snapshot
+        .pvcs
+        .iter()
+        .map(|pvc| PvcReport {
+            name: pvc.name.clone(),
+            status: pvc.phase.clone(),
+            capacity: pvc.capacity.clone(),
+            storage_class: pvc.storage_class.clone(),
+        })
+        .collect();
+    report.servers = observed
+        .servers
+        .iter()
+        .map(|(pod, facts)| ServerReport {
+            pod: pod.clone(),
+            server_id: facts.server_id,
+            server_uuid: Some(facts.server_uuid.clone()).filter(|u| !u.is_empty()),
+            version: facts.version.raw.clone(),
+            flavor: match facts.version.flavor {
+                Flavor::MySql => ServerFlavor::Mysql,
+                Flavor::MariaDb => ServerFlavor::Mariadb,
+            },
+            role: if pod == PRIMARY_POD {
+                Role::Primary
+            } else {
+                Role::Replica
+            },
+            read_only: facts.read_only,
+            super_read_only: facts.super_read_only,
+        })
+        .collect();
+    let primary_position = observed.primary_position.as_ref().map(log_position);
+    report.replicas = observed
+        .replicas
+        .iter()
+        .filter_map(|(pod, status)| {
+            status
+                .as_ref()
+                .map(|status| replica_report(pod, status, &primary_position))
+        })
+        .collect();
+    let replica_pods: Vec<String> = snapshot
+        .pods
+        .iter()
+        .filter(|p| p.name != PRIMARY_POD && p.labels.get("app").is_some_and(|a| a == "mysql"))
+        .map(|p| p.name.clone())
+        .collect();
+    report.services = snapshot
+        .services
+        .iter()
+        .filter_map(|s| service_report(s, &replica_pods))
+        .collect();
+    for (pod, error) in observed.unreachable {
+        report.problems.push(Problem {
+            subject: pod,
+            severity: Severity::Error,
+            cause: format!("the database does not answer: {error}"),
+            fix: "look at the pod's log (kubectl logs) and run `lab up` to resume".into(),
+        });
+    }
+    for service in &report.services {
+        if service.name == REPLICAS_SERVICE && service.ok {
+            let missing: Vec<&String> = replica_pods.iter().filter(|p| !service.endpoints.contains(p)).collect();
+            if !missing.is_empty() {
+                report.problems.push(Problem {
+                    subject: REPLICAS_SERVICE.into(),
+                    severity: Severity::Warning,
+                    cause: format!(
+                        "{REPLICAS_SERVICE} does not route to {}: a pod the StatefulSet re-created has lost the role \
+                         label lab sets, or is not Ready",
+                        missing.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                    fix: "run `lab up`: it puts the role labels back".into(),
+                });
+            }
+        }
+    }
+    report.validation = checks.validation;
+    report.read_only = checks.read_only;
+    report.finalize();
+    report
+}
+
+const PRIMARY_SERVICE: &str = "mysql-primary";
+const REPLICAS_SERVICE: &str = "mysql-replicas";
+
+fn step_report(record: &StepRecord) -> StepReport {
+    StepReport {
+        name: record.name.clone(),
+        status: match record.outcome {
+            StepOutcome::Done => StepStatus::Done,
+            StepOutcome::Unchanged => StepStatus::Unchanged,
+            StepOutcome::Passed => StepStatus::Passed,
+            StepOutcome::Failed => StepStatus::Failed,
+        },
+        duration_ms: u64::try_from(record.duration.as_millis()).unwrap_or(u64::MAX),
+        detail: record.detail.clone(),
+    }
+}
+
+fn log_position(coordinates: &Coordinates) -> LogPosition {
+    LogPosition {
+        file: coordinates.file.clone(),
+        position: coordinates.position,
+    }
+}
+
+fn error_report(errno: u32, message: &str) -> Option<ErrorReport> {
+    (errno != 0).then(|| {
+        let finding = explain_replication_error(errno, message);
+        ErrorReport {
+            errno,
+            message: message.to_string(),
+            cause: finding.cause,
+            fix: finding.fix,
+        }
+    })
+}
+
+fn replica_report(pod: &str, status: &ReplicaStatus, primary: &Option<LogPosition>) -> ReplicaReport {
+    ReplicaReport {
+        pod: pod.to_string(),
+        io_thread: status.io_running.to_string(),
+        sql_thread: status.sql_running.to_string(),
+        seconds_behind: status.seconds_behind,
+        source_host: status.source_host.clone(),
+        read_position: LogPosition {
+            file: status.source_log_file.clone(),
+            position: status.read_source_log_pos,
+        },
+        exec_position: LogPosition {
+            file: status.relay_source_log_file.clone(),
+            position: status.exec_source_log_pos,
+        },
+        primary_position: primary.clone(),
+        last_io_error: error_report(status.last_io_errno, &status.last_io_error),
+        last_sql_error: error_report(status.last_sql_errno, &status.last_sql_error),
+    }
+}
+
+/// The routing checks: `mysql-primary` must reach exactly mysql-0, `mysql-replicas` must never reach it.
+fn service_report(service: &ServiceSnapshot, replica_pods: &[String]) -> Option<ServiceReport> {
+    let endpoints = service.endpoints.clone();
+    let (ok, expectation) = match service.name.as_str() {
+        PRIMARY_SERVICE => (endpoints == [PRIMARY_POD], format!("routes only to {PRIMARY_POD}")),
+        REPLICAS_SERVICE => (
+            !endpoints.iter().any(|p| p == PRIMARY_POD) && (replica_pods.is_empty() || !endpoints.is_empty()),
+            format!("routes to replicas, never to {PRIMARY_POD}"),
+        ),
+        _ => return None,
+    };
+    Some(ServiceReport {
+        name: service.name.clone(),
+        endpoints,
+        ok,
+        expectation,
+    })
+}

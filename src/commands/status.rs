@@ -1,0 +1,52 @@
+//! `lab status`: the health report alone, fast and read-only. It waits for nothing: pods that are not Ready are
+//! reported as such.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::inspect::{self, Checks};
+use super::{Accounts, SECRET, STATEFULSET, Session, connect_cluster, pod_name};
+use crate::exit::UsageError;
+use crate::plan::Reporter;
+use crate::report::HealthReport;
+use crate::settings::Settings;
+
+/// A Ready pod whose database does not answer within this is reported as unreachable.
+const CONNECT_BUDGET: Duration = Duration::from_secs(10);
+
+pub async fn run(settings: &Settings, reporter: &dyn Reporter) -> anyhow::Result<HealthReport> {
+    let namespace = settings.namespace.as_str();
+    let cluster = connect_cluster(settings).await?;
+    let Some(pods) = cluster.statefulset_replicas(namespace, STATEFULSET).await? else {
+        return Err(UsageError::new(format!(
+            "no lab in namespace {namespace} (no StatefulSet {STATEFULSET}): run `lab up` first, or pass -n NAMESPACE"
+        ))
+        .into());
+    };
+    let accounts = Accounts::from_secret(&cluster.secret_values(namespace, SECRET).await?)?;
+    let deadline = Instant::now() + CONNECT_BUDGET.min(settings.timeout);
+    let mut sessions = Vec::new();
+    for ordinal in 0..pods {
+        let pod = pod_name(ordinal);
+        if !cluster.pod_is_ready(namespace, &pod).await? {
+            continue;
+        }
+        match Session::open(&cluster, namespace, &pod, &accounts.root, deadline).await {
+            Ok(session) => sessions.push(session),
+            Err(error) => reporter.note(&format!("{pod}: {error:#}")),
+        }
+    }
+    let report = inspect::build_report(
+        &cluster,
+        namespace,
+        sessions.iter_mut().collect(),
+        &[],
+        Checks::default(),
+    )
+    .await?;
+    for session in sessions {
+        session.close().await;
+    }
+    Ok(report)
+}

@@ -1,0 +1,172 @@
+//! `lab`: runs the MySQL primary/replica StatefulSet tutorial end to end on Kubernetes and proves it.
+//!
+//! Flow: `cli` → `settings` → `commands` → `plan` → adapters (`cluster`, `database`) → `report` → `output`.
+//! Only `cluster` imports kube, only `database` imports mysql_async, only `output` prints.
+
+pub mod cli;
+pub mod cluster;
+pub mod commands;
+pub mod database;
+pub mod exit;
+pub mod manifests;
+pub mod output;
+pub mod plan;
+pub mod report;
+pub mod secret;
+pub mod settings;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
+use crate::exit::ExitStatus;
+use crate::output::{Progress, print_error, print_result};
+use crate::report::{HealthReport, Verdict};
+use crate::settings::{Environment, Format, ManifestSettings, Settings};
+
+/// Runs one command to its exit status. Errors are printed here, once; Ctrl-C stops cleanly with 130.
+pub async fn run(cli: Cli) -> ExitStatus {
+    let settings = Settings::resolve(&cli.global, Environment::detect());
+    init_logging(settings.verbosity, settings.color);
+    let progress = Progress::new(settings.progress, settings.color);
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => {
+            print_error(
+                "interrupted. Every step of `lab up` checks before it acts: run it again to resume, \
+                 or `lab teardown` to remove the lab",
+                settings.color,
+            );
+            ExitStatus::Interrupted
+        }
+        result = dispatch(cli.command, &settings, &progress) => match result {
+            Ok(status) => status,
+            Err(error) => {
+                print_error(&format!("{error:#}"), settings.color);
+                exit::classify(&error)
+            }
+        },
+    }
+}
+
+async fn dispatch(command: Command, settings: &Settings, progress: &Progress) -> anyhow::Result<ExitStatus> {
+    match command {
+        Command::Up(args) => {
+            let manifests = ManifestSettings::from(&args.manifests);
+            let report = commands::up::run(settings, &manifests, progress).await?;
+            Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken))
+        }
+        Command::Verify => {
+            let report = commands::verify::run(settings, progress).await?;
+            Ok(finish(&report, settings, Strictness::FailUnlessHealthy))
+        }
+        Command::Status => {
+            let report = commands::status::run(settings, progress).await?;
+            Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken))
+        }
+        Command::Teardown(args) => {
+            if !args.yes {
+                confirm_teardown(&settings.namespace, args.keep_data)?;
+            }
+            let request = commands::teardown::TeardownRequest {
+                keep_data: args.keep_data,
+                force: args.force,
+            };
+            let outcome = commands::teardown::run(settings, &request, progress).await?;
+            match settings.format {
+                Format::Json => print_result(&serde_json::to_string_pretty(&outcome)?),
+                Format::Table => print_result(&outcome.to_string()),
+            }
+            Ok(ExitStatus::Success)
+        }
+        Command::Render(args) => {
+            let manifests = ManifestSettings::from(&args);
+            print_result(&commands::render::run(&manifests, &settings.namespace)?);
+            Ok(ExitStatus::Success)
+        }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lab", &mut out);
+            print_result(&String::from_utf8_lossy(&out));
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+/// Which verdicts make a command fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strictness {
+    /// `verify`: exit 0 only if every check passed.
+    FailUnlessHealthy,
+    /// `up`, `status`: a DEGRADED lab works (its caveats are reported); only BROKEN fails.
+    FailOnlyWhenBroken,
+}
+
+pub fn exit_for(verdict: Verdict, strictness: Strictness) -> ExitStatus {
+    match (verdict, strictness) {
+        (Verdict::Healthy, _) => ExitStatus::Success,
+        (Verdict::Degraded, Strictness::FailOnlyWhenBroken) => ExitStatus::Success,
+        (Verdict::Degraded, Strictness::FailUnlessHealthy) | (Verdict::Broken, _) => ExitStatus::Unhealthy,
+    }
+}
+
+fn finish(report: &HealthReport, settings: &Settings, strictness: Strictness) -> ExitStatus {
+    match settings.format {
+        Format::Json => print_result(&report::render_json(report)),
+        Format::Table => print_result(&report::render_table(report, settings.color)),
+    }
+    exit_for(report.verdict, strictness)
+}
+
+/// Teardown deletes data: ask on a terminal, refuse elsewhere unless `--yes`.
+fn confirm_teardown(namespace: &str, keep_data: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(exit::UsageError::new(
+            "refusing to tear down without confirmation: stdin is not a terminal; pass --yes to confirm",
+        )
+        .into());
+    }
+    let what = if keep_data {
+        format!("Delete the lab in namespace {namespace}, keeping its PVCs (the data)?")
+    } else {
+        format!("Delete namespace {namespace} and everything in it, PVCs (the data) included?")
+    };
+    let answer = output::ask(&format!("{what} [y/N]"))?;
+    if matches!(answer.as_str(), "y" | "Y" | "yes" | "YES") {
+        Ok(())
+    } else {
+        Err(exit::UsageError::new("teardown cancelled: nothing was deleted").into())
+    }
+}
+
+fn init_logging(verbosity: u8, color: bool) {
+    use tracing_subscriber::EnvFilter;
+    // mysql_async stays at info even with -vv: its trace output could carry statements with passwords.
+    let default = match verbosity {
+        0 => "lab=warn",
+        1 => "lab=debug,kube=info,mysql_async=info",
+        _ => "lab=trace,kube=debug,mysql_async=info",
+    };
+    let filter = EnvFilter::try_from_env("LAB_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(verbosity > 0)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_fails_unless_healthy_and_up_fails_only_when_broken() {
+        use Strictness::*;
+        assert_eq!(exit_for(Verdict::Healthy, FailUnlessHealthy), ExitStatus::Success);
+        assert_eq!(exit_for(Verdict::Degraded, FailUnlessHealthy), ExitStatus::Unhealthy);
+        assert_eq!(exit_for(Verdict::Broken, FailUnlessHealthy), ExitStatus::Unhealthy);
+        assert_eq!(exit_for(Verdict::Degraded, FailOnlyWhenBroken), ExitStatus::Success);
+        assert_eq!(exit_for(Verdict::Broken, FailOnlyWhenBroken), ExitStatus::Unhealthy);
+    }
+}
