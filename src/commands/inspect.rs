@@ -11,7 +11,8 @@ use super::ROLE_LABEL;
 use super::{PRIMARY_POD, Session};
 use crate::cluster::{Cluster, ServiceSnapshot, Snapshot};
 use crate::database::{
-    Coordinates, Credentials, Flavor, ReadOnlyOutcome, ReplicaStatus, ServerFacts, explain_replication_error,
+    Coordinates, Credentials, Flavor, ReadOnlyOutcome, ReplicaStatus, ReplicationProgress, ServerFacts,
+    explain_replication_error,
 };
 use crate::plan::{Reporter, Step, StepOutcome, StepRecord};
 use crate::report::{
@@ -54,8 +55,20 @@ pub async fn validate(
         let target = &target;
         async move {
             let seen = async {
+                // A replica whose replication already failed will never reach the position: say why now
+                // instead of after the whole wait.
+                if let Some(ReplicationProgress::Failed(failure)) =
+                    replica.db.replica_status().await?.map(|status| status.progress())
+                {
+                    anyhow::bail!(
+                        "replication stopped: {} thread error {}: {}",
+                        failure.thread,
+                        failure.errno,
+                        failure.finding.cause
+                    );
+                }
                 replica.db.wait_for_coordinates(target, REPLICATION_WAIT).await?;
-                replica.db.has_marker(marker).await
+                Ok(replica.db.has_marker(marker).await?)
             }
             .await;
             (replica.pod.clone(), seen)
@@ -106,16 +119,28 @@ pub async fn read_only_test(
     deadline: Instant,
 ) -> anyhow::Result<Step<Vec<ReadOnlyReport>>> {
     let mut reports = Vec::new();
+    let mut untested = Vec::new();
     for replica in replicas.iter_mut() {
         let flavor = replica.db.version().flavor;
-        let root = replica.db.read_only_test().await?;
-        reports.push(read_only_report(&replica.pod, "root", flavor, root));
-        let mut probe_session = Session::open(cluster, namespace, &replica.pod, probe, deadline)
-            .await
-            .with_context(|| format!("{}: logging in as {}", replica.pod, probe.user))?;
-        let outcome = probe_session.db.read_only_test().await?;
-        probe_session.close().await;
-        reports.push(read_only_report(&replica.pod, &probe.user, flavor, outcome));
+        let attempt = async {
+            let root = replica.db.read_only_test().await?;
+            let mut probe_session = Session::open(cluster, namespace, &replica.pod, probe, deadline)
+                .await
+                .with_context(|| format!("logging in as {}", probe.user))?;
+            let outcome = probe_session.db.read_only_test().await;
+            probe_session.close().await;
+            anyhow::Ok((root, outcome?))
+        };
+        match attempt.await {
+            Ok((root, outcome)) => {
+                reports.push(read_only_report(&replica.pod, "root", flavor, root));
+                reports.push(read_only_report(&replica.pod, &probe.user, flavor, outcome));
+            }
+            Err(error) => untested.push(format!("{}: {error:#}", replica.pod)),
+        }
+    }
+    if !untested.is_empty() {
+        return Ok(Step::failed(format!("could not test {}", untested.join("; ")), reports));
     }
     let failures: Vec<String> = reports
         .iter()
@@ -270,11 +295,7 @@ pub fn assemble(
         .filter(|p| p.name != PRIMARY_POD && p.labels.get("app").is_some_and(|a| a == "mysql"))
         .map(|p| p.name.clone())
         .collect();
-    report.services = snapshot
-        .services
-        .iter()
-        .filter_map(|s| service_report(s, &replica_pods))
-        .collect();
+    report.services = snapshot.services.iter().filter_map(service_report).collect();
     for (pod, error) in observed.unreachable {
         report.problems.push(Problem {
             subject: pod,
@@ -364,12 +385,12 @@ fn replica_report(pod: &str, status: &ReplicaStatus, primary: &Option<LogPositio
 }
 
 /// The routing checks: `mysql-primary` must reach exactly mysql-0, `mysql-replicas` must never reach it.
-fn service_report(service: &ServiceSnapshot, replica_pods: &[String]) -> Option<ServiceReport> {
+fn service_report(service: &ServiceSnapshot) -> Option<ServiceReport> {
     let endpoints = service.endpoints.clone();
     let (ok, expectation) = match service.name.as_str() {
         PRIMARY_SERVICE => (endpoints == [PRIMARY_POD], format!("routes only to {PRIMARY_POD}")),
         REPLICAS_SERVICE => (
-            !endpoints.iter().any(|p| p == PRIMARY_POD) && (replica_pods.is_empty() || !endpoints.is_empty()),
+            !endpoints.iter().any(|p| p == PRIMARY_POD),
             format!("routes to replicas, never to {PRIMARY_POD}"),
         ),
         _ => return None,
@@ -380,4 +401,87 @@ fn service_report(service: &ServiceSnapshot, replica_pods: &[String]) -> Option<
         ok,
         expectation,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, endpoints: &[&str]) -> ServiceSnapshot {
+        ServiceSnapshot {
+            name: name.into(),
+            selector: Default::default(),
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            not_ready: vec![],
+        }
+    }
+
+    #[test]
+    fn the_primary_service_must_route_only_to_mysql_0() {
+        assert!(service_report(&service("mysql-primary", &["mysql-0"])).unwrap().ok);
+        assert!(
+            !service_report(&service("mysql-primary", &["mysql-0", "mysql-1"]))
+                .unwrap()
+                .ok
+        );
+        assert!(!service_report(&service("mysql-primary", &[])).unwrap().ok);
+    }
+
+    #[test]
+    fn the_replicas_service_must_never_route_to_the_primary() {
+        // The tutorial's selector (app: mysql) includes the primary: that is the bug this check catches.
+        let tutorial = service_report(&service("mysql-replicas", &["mysql-0", "mysql-1"])).unwrap();
+        assert!(!tutorial.ok);
+        assert_eq!(tutorial.expectation, "routes to replicas, never to mysql-0");
+        assert!(
+            service_report(&service("mysql-replicas", &["mysql-1", "mysql-2"]))
+                .unwrap()
+                .ok
+        );
+        assert!(service_report(&service("mysql-headless", &["mysql-0"])).is_none());
+    }
+
+    #[test]
+    fn a_replica_missing_from_the_read_service_is_a_warning_naming_the_fix() {
+        let mut snapshot = Snapshot::default();
+        for name in ["mysql-0", "mysql-1"] {
+            snapshot.pods.push(crate::cluster::PodSnapshot {
+                name: name.into(),
+                phase: "Running".into(),
+                ready: true,
+                restarts: 0,
+                node: None,
+                ip: None,
+                labels: [("app".to_string(), "mysql".to_string())].into(),
+            });
+        }
+        snapshot.services.push(service("mysql-replicas", &[]));
+        let report = assemble("database", &snapshot, Observed::default(), &[], Checks::default());
+        let problem = report
+            .problems
+            .iter()
+            .find(|p| p.subject == "mysql-replicas")
+            .expect("a problem");
+        assert_eq!(problem.severity, Severity::Warning);
+        assert!(
+            problem.cause.starts_with("mysql-replicas does not route to mysql-1"),
+            "{}",
+            problem.cause
+        );
+        assert_eq!(problem.fix, "run `lab up`: it puts the role labels back");
+    }
+
+    #[test]
+    fn mariadb_root_writing_is_reported_but_expected_and_a_probe_write_is_not() {
+        let explanation = ReadOnlyOutcome::AcceptedAndRolledBack {
+            explanation: "why".into(),
+        };
+        let root = read_only_report("mysql-1", "root", Flavor::MariaDb, explanation.clone());
+        assert_eq!((root.outcome, root.ok), (WriteOutcome::Accepted, true));
+        let mysql_root = read_only_report("mysql-1", "root", Flavor::MySql, explanation.clone());
+        assert!(!mysql_root.ok, "MySQL has super_read_only: root must be refused too");
+        let probe = read_only_report("mysql-1", "lab_probe", Flavor::MariaDb, explanation);
+        assert!(!probe.ok);
+        assert!(read_only_report("mysql-1", "lab_probe", Flavor::MariaDb, ReadOnlyOutcome::Rejected).ok);
+    }
 }

@@ -1,0 +1,107 @@
+//! Faults give the documented exit code and a message naming the cause and the fix.
+
+use std::io::Write;
+
+use crate::harness::{edited_manifests, kubeconfig, lab, start_sim};
+
+#[test]
+fn an_unknown_context_exits_2_naming_the_contexts_that_exist() {
+    let sim = start_sim();
+    let run = lab(&kubeconfig(&sim), &["status", "--context", "no-such-context"]);
+    run.assert_code(2)
+        .assert_stderr_contains("no-such-context")
+        .assert_stderr_contains("kubesim");
+}
+
+#[test]
+fn an_unreachable_api_server_exits_3_naming_the_server() {
+    // Port 1 on loopback: nothing listens there.
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        file,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: http://127.0.0.1:1\n\
+         contexts:\n- name: gone\n  context:\n    cluster: gone\n    user: gone\ncurrent-context: gone\n\
+         users:\n- name: gone\n  user: {{}}\n"
+    )
+    .unwrap();
+    let run = lab(file.path(), &["up", "--timeout", "30"]);
+    run.assert_code(3).assert_stderr_contains("http://127.0.0.1:1");
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_exits_3_naming_the_image_and_the_fix() {
+    let sim = start_sim();
+    sim.faults().unpullable_image("mysql:8.4-typo");
+    let run = lab(
+        &kubeconfig(&sim),
+        &["up", "--image", "mysql:8.4-typo", "--timeout", "120"],
+    );
+    run.assert_code(3)
+        .assert_stderr_contains(r#"cannot pull image "mysql:8.4-typo""#)
+        .assert_stderr_contains("ErrImagePull");
+    assert!(
+        run.stderr.contains("kind load docker-image"),
+        "the fix is named: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_claim_that_never_binds_exits_3_naming_the_claim() {
+    let sim = start_sim();
+    sim.faults().set_pvc_never_binds(true);
+    let run = lab(&kubeconfig(&sim), &["up", "--timeout", "60"]);
+    run.assert_code(3).assert_stderr_contains("data-mysql-0");
+}
+
+#[test]
+fn a_missing_default_storage_class_is_caught_before_anything_is_applied() {
+    let sim = start_sim();
+    sim.faults().set_no_default_storage_class(true);
+    let run = lab(&kubeconfig(&sim), &["up", "--timeout", "60"]);
+    // A cluster set up without a default StorageClass is a configuration problem: exit 2.
+    run.assert_code(2)
+        .assert_stderr_contains("no default StorageClass")
+        .assert_stderr_contains("is-default-class");
+    assert!(
+        sim.objects("statefulsets", Some("database")).is_empty(),
+        "nothing was applied"
+    );
+}
+
+#[test]
+fn the_tutorials_super_read_only_option_crash_loops_mariadb_and_the_log_says_why() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    let dir = edited_manifests(&kc, |yaml| {
+        yaml.replace(
+            r#"echo "read-only=ON" >> /work/server.cnf"#,
+            r#"echo "read-only=ON" >> /work/server.cnf; echo "super-read-only=ON" >> /work/server.cnf"#,
+        )
+    });
+    let run = lab(
+        &kc,
+        &["up", "--manifests", dir.path().to_str().unwrap(), "--timeout", "180"],
+    );
+    run.assert_code(3)
+        .assert_stderr_contains("CrashLoopBackOff")
+        .assert_stderr_contains("super-read-only");
+}
+
+#[test]
+fn equal_server_ids_fail_and_verify_names_the_duplicate() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    let dir = edited_manifests(&kc, |yaml| yaml.replace("SERVER_ID=$((ORDINAL + 1))", "SERVER_ID=1"));
+    let up = lab(
+        &kc,
+        &["up", "--manifests", dir.path().to_str().unwrap(), "--timeout", "180"],
+    );
+    up.assert_code(1).assert_stderr_contains("1593");
+    let verify = lab(&kc, &["verify", "-o", "json", "--timeout", "60"]);
+    verify.assert_code(1);
+    let report = verify.json();
+    assert_eq!(report["verdict"], "BROKEN");
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("server_id 1"), "the duplicate is named: {problems}");
+}

@@ -1,0 +1,198 @@
+//! Starting simulators and running the `lab` binary against them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use kubesim::{Kubesim, Options};
+use serde_json::Value;
+
+/// Starts a simulator, failing the test with what to install when the machine cannot run one.
+pub fn start_sim() -> Kubesim {
+    start_sim_with(Options::default())
+}
+
+pub fn start_sim_with(options: Options) -> Kubesim {
+    match Kubesim::start(options) {
+        Ok(sim) => sim,
+        Err(error) => panic!(
+            "kubesim cannot start: {error:#}\n(the e2e tests need root and: apt-get install mariadb-server iproute2 util-linux)"
+        ),
+    }
+}
+
+/// The result of one `lab` run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The JSON report on stdout.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code, expected,
+            "lab exited {} (expected {expected})\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `lab` with `KUBECONFIG` pointing at `kubeconfig`.
+pub fn lab(kubeconfig: &Path, args: &[&str]) -> Run {
+    lab_with_env(kubeconfig, args, &[])
+}
+
+pub fn lab_with_env(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lab"));
+    command
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("NO_COLOR")
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let Output { status, stdout, stderr } = command.output().expect("the lab binary runs");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// A temporary directory holding a copy of the built-in manifests, edited by `edit`.
+pub fn edited_manifests(kubeconfig: &Path, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+    let rendered = lab(kubeconfig, &["render"]);
+    rendered.assert_code(0);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let edited = edit(&rendered.stdout);
+    assert_ne!(edited, rendered.stdout, "the edit changed nothing");
+    std::fs::write(dir.path().join("lab.yaml"), edited).expect("write manifests");
+    dir
+}
+
+/// Runs a SQL query inside a pod (through pods/exec, with the pod's own client) and returns its output.
+pub fn sql(sim: &Kubesim, namespace: &str, pod: &str, query: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::{Api, AttachParams};
+        use tokio::io::AsyncReadExt;
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(sim.kubeconfig_path()).expect("kubeconfig"),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("kube config");
+        let client = kube::Client::try_from(config).expect("client");
+        let pods: Api<Pod> = Api::namespaced(client, namespace);
+        let argv = vec!["mariadb", "-h127.0.0.1", "-uroot", "-proot", "-N", "-B", "-e", query];
+        let mut process = pods
+            .exec(pod, argv, &AttachParams::default().container("mysql").stderr(true))
+            .await
+            .expect("exec");
+        let mut out = String::new();
+        let mut err = String::new();
+        let mut stdout = process.stdout().expect("stdout");
+        let mut stderr = process.stderr().expect("stderr");
+        let (a, b) = tokio::join!(stdout.read_to_string(&mut out), stderr.read_to_string(&mut err));
+        a.expect("read stdout");
+        b.expect("read stderr");
+        let status = process.take_status().expect("status").await.expect("status arrives");
+        assert_eq!(
+            status.status.as_deref(),
+            Some("Success"),
+            "query {query:?} failed: {err}"
+        );
+        out
+    })
+}
+
+/// Deletes a pod through the API and waits until the StatefulSet has brought it back (new uid, Ready).
+pub fn delete_pod_and_wait(sim: &Kubesim, namespace: &str, pod: &str, timeout: Duration) -> (String, String) {
+    let uid_of = |sim: &Kubesim| {
+        sim.objects("pods", Some(namespace))
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == pod)
+            .map(|p| {
+                (
+                    p["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+                    is_ready(&p),
+                )
+            })
+    };
+    let (old_uid, _) = uid_of(sim).expect("the pod exists");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::{Api, DeleteParams};
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(sim.kubeconfig_path()).expect("kubeconfig"),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("kube config");
+        let pods: Api<Pod> = Api::namespaced(kube::Client::try_from(config).expect("client"), namespace);
+        pods.delete(pod, &DeleteParams::default()).await.expect("delete pod");
+    });
+    let started = std::time::Instant::now();
+    loop {
+        if let Some((uid, true)) = uid_of(sim) {
+            if uid != old_uid {
+                return (old_uid, uid);
+            }
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{pod} did not come back Ready within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// The PVC a pod mounts as `data`.
+pub fn claim_of(pod: &Value) -> String {
+    pod["spec"]["volumes"]
+        .as_array()
+        .and_then(|vs| vs.iter().find_map(|v| v["persistentVolumeClaim"]["claimName"].as_str()))
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn kubeconfig(sim: &Kubesim) -> PathBuf {
+    sim.kubeconfig_path().to_path_buf()
+}

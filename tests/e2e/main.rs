@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `lab` binary against kubesim, a simulated cluster whose pods run real MariaDB
+//! servers in their own network namespaces. They need root, iproute2, util-linux and mariadb-server; without them
+//! they fail with a message that says what to install.
+
+mod faults;
+mod harness;
+mod lifecycle;
