@@ -1,0 +1,492 @@
+//! What the API server adds to and checks in objects on their way in: defaults and validation.
+
+use serde_json::{Value, json};
+
+use crate::selectors::{LabelSelector, labels_of};
+use crate::status::Cause;
+
+/// Fills the fields a real API server defaults, leaving every field the client set alone. Idempotent, so
+/// re-applying an unchanged object changes nothing. `next_cluster_ip` hands out Service addresses.
+pub fn apply_defaults(resource: &str, object: &mut Value, next_cluster_ip: &mut dyn FnMut() -> String) {
+    match resource {
+        "namespaces" => {
+            let name = object.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+            set_missing(object, &["metadata", "labels", "kubernetes.io/metadata.name"], name);
+            set_missing(object, &["spec", "finalizers"], json!(["kubernetes"]));
+            set_missing(object, &["status", "phase"], json!("Active"));
+        }
+        "services" => default_service(object, next_cluster_ip),
+        "secrets" => {
+            set_missing(object, &["type"], json!("Opaque"));
+            fold_string_data(object);
+        }
+        "pods" => {
+            if let Some(spec) = object.get_mut("spec") {
+                default_pod_spec(spec);
+            }
+            set_missing(object, &["status", "phase"], json!("Pending"));
+            set_missing(object, &["status", "qosClass"], json!("BestEffort"));
+        }
+        "persistentvolumeclaims" => {
+            set_missing(object, &["spec", "volumeMode"], json!("Filesystem"));
+            set_missing(object, &["status", "phase"], json!("Pending"));
+        }
+        "statefulsets" => default_statefulset(object),
+        _ => {}
+    }
+}
+
+fn default_service(object: &mut Value, next_cluster_ip: &mut dyn FnMut() -> String) {
+    set_missing(object, &["spec", "type"], json!("ClusterIP"));
+    set_missing(object, &["spec", "sessionAffinity"], json!("None"));
+    if object
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        object["spec"]["clusterIP"] = json!(next_cluster_ip());
+    }
+    let cluster_ip = object["spec"]["clusterIP"].clone();
+    set_missing(object, &["spec", "clusterIPs"], json!([cluster_ip]));
+    set_missing(object, &["spec", "ipFamilies"], json!(["IPv4"]));
+    set_missing(object, &["spec", "ipFamilyPolicy"], json!("SingleStack"));
+    set_missing(object, &["spec", "internalTrafficPolicy"], json!("Cluster"));
+    if let Some(ports) = object.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for port in ports {
+            set_missing(port, &["protocol"], json!("TCP"));
+            let number = port.get("port").cloned().unwrap_or(Value::Null);
+            set_missing(port, &["targetPort"], number);
+        }
+    }
+    set_missing(object, &["status", "loadBalancer"], json!({}));
+}
+
+/// `stringData` is write-only: the API server folds it into base64 `data`.
+fn fold_string_data(object: &mut Value) {
+    let Some(Value::Object(string_data)) = object.as_object_mut().and_then(|fields| fields.remove("stringData")) else {
+        return;
+    };
+    if !object.get("data").is_some_and(Value::is_object) {
+        object["data"] = json!({});
+    }
+    for (key, value) in string_data {
+        let text = match value {
+            Value::String(text) => text,
+            other => other.to_string(),
+        };
+        object["data"][key] = json!(base64(text.as_bytes()));
+    }
+}
+
+pub fn default_pod_spec(spec: &mut Value) {
+    set_missing(spec, &["restartPolicy"], json!("Always"));
+    set_missing(spec, &["terminationGracePeriodSeconds"], json!(30));
+    set_missing(spec, &["dnsPolicy"], json!("ClusterFirst"));
+    set_missing(spec, &["schedulerName"], json!("default-scheduler"));
+    set_missing(spec, &["securityContext"], json!({}));
+    for list in ["initContainers", "containers"] {
+        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for container in containers {
+                let image = container.get("image").and_then(Value::as_str).unwrap_or_default();
+                let pull_policy = if image_tag(image) == "latest" {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                set_missing(container, &["imagePullPolicy"], json!(pull_policy));
+                set_missing(container, &["terminationMessagePath"], json!("/dev/termination-log"));
+                set_missing(container, &["terminationMessagePolicy"], json!("File"));
+                set_missing(container, &["resources"], json!({}));
+                if let Some(ports) = container.get_mut("ports").and_then(Value::as_array_mut) {
+                    for port in ports {
+                        set_missing(port, &["protocol"], json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn image_tag(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last.split_once(':').map(|(_, tag)| tag).unwrap_or("latest")
+}
+
+fn default_statefulset(object: &mut Value) {
+    set_missing(object, &["spec", "replicas"], json!(1));
+    set_missing(object, &["spec", "podManagementPolicy"], json!("OrderedReady"));
+    set_missing(
+        object,
+        &["spec", "updateStrategy"],
+        json!({ "type": "RollingUpdate", "rollingUpdate": { "partition": 0 } }),
+    );
+    set_missing(object, &["spec", "revisionHistoryLimit"], json!(10));
+    set_missing(
+        object,
+        &["spec", "persistentVolumeClaimRetentionPolicy"],
+        json!({ "whenDeleted": "Retain", "whenScaled": "Retain" }),
+    );
+    if let Some(spec) = object.pointer_mut("/spec/template/spec") {
+        default_pod_spec(spec);
+    }
+    if let Some(templates) = object
+        .pointer_mut("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array_mut)
+    {
+        for template in templates {
+            set_missing(template, &["apiVersion"], json!("v1"));
+            set_missing(template, &["kind"], json!("PersistentVolumeClaim"));
+            set_missing(template, &["spec", "volumeMode"], json!("Filesystem"));
+            set_missing(template, &["status", "phase"], json!("Pending"));
+        }
+    }
+    set_missing(object, &["status", "replicas"], json!(0));
+    set_missing(object, &["status", "availableReplicas"], json!(0));
+}
+
+/// Sets `path` to `value` unless something is there already (intermediate maps are created).
+pub fn set_missing(object: &mut Value, path: &[&str], value: Value) {
+    let mut current = object;
+    for (index, key) in path.iter().enumerate() {
+        if !current.is_object() {
+            return;
+        }
+        let fields = current.as_object_mut().expect("checked to be an object");
+        if index == path.len() - 1 {
+            if fields.get(*key).is_none_or(Value::is_null) {
+                fields.insert((*key).to_string(), value);
+            }
+            return;
+        }
+        current = fields.entry((*key).to_string()).or_insert_with(|| json!({}));
+    }
+}
+
+/// Standard base64 with padding, as Secret `data` holds.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn cause(reason: &str, field: &str, message: impl Into<String>) -> Cause {
+    Cause {
+        reason: reason.into(),
+        message: message.into(),
+        field: field.into(),
+    }
+}
+
+const SUBDOMAIN_MESSAGE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_MESSAGE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+fn is_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn is_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_label)
+}
+
+/// Problems that make a new object invalid (empty = valid).
+pub fn validate_create(resource: &str, object: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if name.is_empty() {
+        causes.push(cause(
+            "FieldValueRequired",
+            "metadata.name",
+            "Required value: name or generateName is required",
+        ));
+    } else if matches!(resource, "namespaces" | "services") {
+        if !is_label(name) {
+            causes.push(cause(
+                "FieldValueInvalid",
+                "metadata.name",
+                format!("Invalid value: \"{name}\": {LABEL_MESSAGE}"),
+            ));
+        }
+    } else if !is_subdomain(name) {
+        causes.push(cause(
+            "FieldValueInvalid",
+            "metadata.name",
+            format!("Invalid value: \"{name}\": {SUBDOMAIN_MESSAGE}"),
+        ));
+    }
+    match resource {
+        "pods" => causes.extend(validate_pod_spec(object.get("spec").unwrap_or(&Value::Null), "spec")),
+        "statefulsets" => causes.extend(validate_statefulset(object)),
+        _ => {}
+    }
+    causes
+}
+
+fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let containers = spec.get("containers").and_then(Value::as_array);
+    if containers.is_none_or(|containers| containers.is_empty()) {
+        causes.push(cause(
+            "FieldValueRequired",
+            &format!("{path}.containers"),
+            "Required value",
+        ));
+    }
+    for list in ["initContainers", "containers"] {
+        for (index, container) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for field in ["name", "image"] {
+                if container.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    causes.push(cause(
+                        "FieldValueRequired",
+                        &format!("{path}.{list}[{index}].{field}"),
+                        "Required value",
+                    ));
+                }
+            }
+        }
+    }
+    causes
+}
+
+fn validate_statefulset(object: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let Some(selector) = object.pointer("/spec/selector") else {
+        causes.push(cause("FieldValueRequired", "spec.selector", "Required value"));
+        return causes;
+    };
+    let selector = LabelSelector::from_object(selector);
+    let template = object.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+    if selector.is_empty() {
+        causes.push(cause(
+            "FieldValueInvalid",
+            "spec.selector",
+            "Invalid value: \"null\": empty selector is invalid for statefulset",
+        ));
+    } else if !selector.matches(&template) {
+        let labels = labels_of(&template);
+        let shown: Vec<String> = labels.iter().map(|(key, value)| format!("{key:?}:{value:?}")).collect();
+        causes.push(cause(
+            "FieldValueInvalid",
+            "spec.template.metadata.labels",
+            format!(
+                "Invalid value: map[string]string{{{}}}: `selector` does not match template `labels`",
+                shown.join(", ")
+            ),
+        ));
+    }
+    causes.extend(validate_pod_spec(
+        template.get("spec").unwrap_or(&Value::Null),
+        "spec.template.spec",
+    ));
+    causes
+}
+
+/// Problems with changing `old` into `new` (both defaulted).
+pub fn validate_update(resource: &str, old: &Value, new: &Value) -> Vec<Cause> {
+    match resource {
+        "statefulsets" => {
+            let mutable = [
+                "replicas",
+                "ordinals",
+                "template",
+                "updateStrategy",
+                "revisionHistoryLimit",
+                "persistentVolumeClaimRetentionPolicy",
+                "minReadySeconds",
+            ];
+            if without(old.get("spec"), &mutable) != without(new.get("spec"), &mutable) {
+                return vec![cause(
+                    "FieldValueForbidden",
+                    "spec",
+                    "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', \
+                     'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and \
+                     'minReadySeconds' are forbidden",
+                )];
+            }
+            validate_statefulset(new)
+        }
+        "pods" => {
+            let strip = |spec: Option<&Value>| {
+                let mut spec = spec.cloned().unwrap_or(Value::Null);
+                for list in ["initContainers", "containers"] {
+                    if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+                        for container in containers {
+                            if let Some(fields) = container.as_object_mut() {
+                                fields.remove("image");
+                            }
+                        }
+                    }
+                }
+                without(
+                    Some(&spec),
+                    &[
+                        "activeDeadlineSeconds",
+                        "tolerations",
+                        "terminationGracePeriodSeconds",
+                        "nodeName",
+                    ],
+                )
+            };
+            if strip(old.get("spec")) != strip(new.get("spec")) {
+                return vec![cause(
+                    "FieldValueForbidden",
+                    "spec",
+                    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,\
+                     `spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only \
+                     additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set \
+                     to 1 if it was previously negative)",
+                )];
+            }
+            Vec::new()
+        }
+        "persistentvolumeclaims" => {
+            let fixed = |spec: Option<&Value>| without(spec, &["resources", "volumeName", "volumeAttributesClassName"]);
+            if fixed(old.get("spec")) != fixed(new.get("spec")) {
+                return vec![cause(
+                    "FieldValueForbidden",
+                    "spec",
+                    "Forbidden: spec is immutable after creation except resources.requests and \
+                     volumeAttributesClassName for bound claims",
+                )];
+            }
+            Vec::new()
+        }
+        "services" => {
+            let old_ip = old.pointer("/spec/clusterIP");
+            let new_ip = new.pointer("/spec/clusterIP");
+            if old_ip != new_ip {
+                return vec![cause(
+                    "FieldValueInvalid",
+                    "spec.clusterIPs[0]",
+                    "Invalid value: field is immutable",
+                )];
+            }
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn without(spec: Option<&Value>, fields: &[&str]) -> Value {
+    let mut spec = spec.cloned().unwrap_or(Value::Null);
+    if let Some(map) = spec.as_object_mut() {
+        for field in fields {
+            map.remove(*field);
+        }
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_with_padding() {
+        assert_eq!(base64(b"root"), "cm9vdA==");
+        assert_eq!(base64(b"repl"), "cmVwbA==");
+        assert_eq!(base64(b"replpass"), "cmVwbHBhc3M=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        assert_eq!(base64(b""), "");
+    }
+
+    #[test]
+    fn secrets_fold_string_data_and_defaults_are_idempotent() {
+        let mut secret = json!({ "metadata": { "name": "s" }, "stringData": { "MYSQL_ROOT_PASSWORD": "root" }, "data": { "x": "eA==" } });
+        let mut ip = || "10.96.0.10".to_string();
+        apply_defaults("secrets", &mut secret, &mut ip);
+        assert_eq!(
+            secret["data"],
+            json!({ "x": "eA==", "MYSQL_ROOT_PASSWORD": "cm9vdA==" })
+        );
+        assert!(secret.get("stringData").is_none());
+        assert_eq!(secret["type"], "Opaque");
+        let before = secret.clone();
+        apply_defaults("secrets", &mut secret, &mut ip);
+        assert_eq!(secret, before);
+    }
+
+    #[test]
+    fn headless_services_keep_none_and_others_get_an_address() {
+        let mut counter = 0;
+        let mut ip = || {
+            counter += 1;
+            format!("10.96.0.{counter}")
+        };
+        let mut headless = json!({ "spec": { "clusterIP": "None", "ports": [{ "port": 3306 }] } });
+        apply_defaults("services", &mut headless, &mut ip);
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+        assert_eq!(headless["spec"]["ports"][0]["targetPort"], 3306);
+        let mut normal = json!({ "spec": { "ports": [{ "port": 3306 }] } });
+        apply_defaults("services", &mut normal, &mut ip);
+        assert_eq!(normal["spec"]["clusterIP"], "10.96.0.1");
+        assert_eq!(normal["spec"]["clusterIPs"], json!(["10.96.0.1"]));
+    }
+
+    #[test]
+    fn statefulset_spec_changes_outside_the_mutable_fields_are_forbidden() {
+        let old = json!({ "spec": { "replicas": 2, "serviceName": "mysql-headless", "selector": { "matchLabels": { "app": "mysql" } }, "template": { "metadata": { "labels": { "app": "mysql" } }, "spec": { "containers": [{ "name": "mysql", "image": "mysql:8.0" }] } } } });
+        let mut scaled = old.clone();
+        scaled["spec"]["replicas"] = json!(3);
+        assert!(validate_update("statefulsets", &old, &scaled).is_empty());
+        let mut renamed = old.clone();
+        renamed["spec"]["serviceName"] = json!("other");
+        let causes = validate_update("statefulsets", &old, &renamed);
+        assert_eq!(causes.len(), 1);
+        assert!(
+            causes[0]
+                .message
+                .starts_with("Forbidden: updates to statefulset spec for fields other than 'replicas'")
+        );
+    }
+
+    #[test]
+    fn statefulset_selector_must_match_template_labels() {
+        let sts = json!({ "metadata": { "name": "mysql" }, "spec": { "selector": { "matchLabels": { "app": "mysql" } }, "template": { "metadata": { "labels": { "app": "other" } }, "spec": { "containers": [{ "name": "mysql", "image": "mysql:8.0" }] } } } });
+        let causes = validate_create("statefulsets", &sts);
+        assert_eq!(causes[0].field, "spec.template.metadata.labels");
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"
+        );
+    }
+
+    #[test]
+    fn names_are_validated() {
+        let causes = validate_create("configmaps", &json!({ "metadata": { "name": "Bad_Name" } }));
+        assert_eq!(causes[0].field, "metadata.name");
+        assert!(
+            causes[0]
+                .message
+                .starts_with("Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain")
+        );
+        assert!(validate_create("configmaps", &json!({ "metadata": { "name": "mysql-0.conf" } })).is_empty());
+        assert!(!validate_create("namespaces", &json!({ "metadata": { "name": "a.b" } })).is_empty());
+    }
+}

@@ -1,0 +1,77 @@
+//! What the control plane needs from the node that runs pods, as a trait so the API works with or without one.
+
+use std::io;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::net::TcpStream;
+use tokio::process::Child;
+
+/// The pod-running side of the cluster (the simulated kubelet).
+pub trait PodRuntime: Send + Sync + 'static {
+    /// A TCP connection to `port` inside the pod's network namespace.
+    fn connect(self: Arc<Self>, namespace: String, pod: String, port: u16)
+    -> BoxFuture<'static, io::Result<TcpStream>>;
+    /// `argv` started inside the pod, with the container's environment.
+    fn spawn_exec(
+        self: Arc<Self>,
+        namespace: String,
+        pod: String,
+        container: Option<String>,
+        argv: Vec<String>,
+        stdin: bool,
+    ) -> BoxFuture<'static, io::Result<Child>>;
+    fn logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+        tail_lines: Option<usize>,
+    ) -> Option<String>;
+    fn shutdown(&self);
+    fn leftovers(&self) -> Vec<String>;
+}
+
+impl PodRuntime for crate::node::Node {
+    fn connect(
+        self: Arc<Self>,
+        namespace: String,
+        pod: String,
+        port: u16,
+    ) -> BoxFuture<'static, io::Result<TcpStream>> {
+        async move { crate::node::Node::connect(&self, &namespace, &pod, port).await }.boxed()
+    }
+
+    fn spawn_exec(
+        self: Arc<Self>,
+        namespace: String,
+        pod: String,
+        container: Option<String>,
+        argv: Vec<String>,
+        stdin: bool,
+    ) -> BoxFuture<'static, io::Result<Child>> {
+        async move { crate::node::Node::spawn_exec(&self, &namespace, &pod, container.as_deref(), &argv, stdin).await }
+            .boxed()
+    }
+
+    fn logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+        tail_lines: Option<usize>,
+    ) -> Option<String> {
+        crate::node::Node::logs(self, namespace, pod, container, previous, tail_lines)
+    }
+
+    fn shutdown(&self) {
+        crate::node::Node::shutdown(self);
+    }
+
+    fn leftovers(&self) -> Vec<String> {
+        crate::node::Node::leftovers(self)
+    }
+}
