@@ -8,7 +8,7 @@ use std::io;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures::future::BoxFuture;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -254,7 +254,9 @@ fn spawn_writer(mut sink: SplitSink<WebSocket, Message>) -> (mpsc::Sender<Outgoi
                 Outgoing::Frame(bytes) => Message::Binary(bytes),
                 Outgoing::Close => {
                     open = false;
-                    Message::Close(None)
+                    // A normal-closure code, as kubelets send: kubectl reports a bare Close (1005) as an error
+                    // and loses the exit status.
+                    Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: "".into() }))
                 }
             };
             if let Err(err) = sink.send(message).await {
