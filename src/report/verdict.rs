@@ -331,12 +331,7 @@ mod tests {
         let mut report = healthy();
         report.read_only[0] = read_only("mysql-1", "root", WriteOutcome::Accepted, true);
         report.read_only[1] = read_only("mysql-1", "lab_probe", WriteOutcome::Accepted, false);
-        assert_eq!(
-            texts(&report),
-            [
-                "BROKEN: mysql-1 accepted a write from lab_probe",
-            ]
-        );
+        assert_eq!(texts(&report), ["BROKEN: mysql-1 accepted a write from lab_probe",]);
         assert_eq!(verdict(&report), Verdict::Broken);
     }
 

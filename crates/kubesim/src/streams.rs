@@ -256,7 +256,10 @@ fn spawn_writer(mut sink: SplitSink<WebSocket, Message>) -> (mpsc::Sender<Outgoi
                     open = false;
                     // A normal-closure code, as kubelets send: kubectl reports a bare Close (1005) as an error
                     // and loses the exit status.
-                    Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: "".into() }))
+                    Message::Close(Some(CloseFrame {
+                        code: close_code::NORMAL,
+                        reason: "".into(),
+                    }))
                 }
             };
             if let Err(err) = sink.send(message).await {
