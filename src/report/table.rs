@@ -429,7 +429,6 @@ Problems
         let expected = "\
 Verdict: DEGRADED  (namespace database, 2025-06-01T12:00:00Z)
   - mysql-1 is 12s behind the primary
-  - mysql-1 accepted a write from root (MariaDB root holds READ_ONLY ADMIN: protect it with REVOKE READ_ONLY ADMIN)
   - root can write on the replica (MariaDB has no super_read_only)
 
 Pods

@@ -165,10 +165,10 @@ pub fn delete_pod_and_wait(sim: &Kubesim, namespace: &str, pod: &str, timeout: D
     });
     let started = std::time::Instant::now();
     loop {
-        if let Some((uid, true)) = uid_of(sim) {
-            if uid != old_uid {
-                return (old_uid, uid);
-            }
+        if let Some((uid, true)) = uid_of(sim)
+            && uid != old_uid
+        {
+            return (old_uid, uid);
         }
         assert!(
             started.elapsed() < timeout,
