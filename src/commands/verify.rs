@@ -13,8 +13,10 @@ use crate::plan::{Reporter, Runner, Step};
 use crate::report::HealthReport;
 use crate::settings::Settings;
 
-/// How long verify waits for replication threads that are reconnecting (after a primary restart, say).
-const RECONNECT_GRACE: Duration = Duration::from_secs(60);
+/// How long verify waits for replication threads that are reconnecting (after a primary restart, say). A connect
+/// attempt made while the primary's address was gone only ends at the server's source connect timeout
+/// (`slave_net_timeout`, 60 s by default), so the grace must be longer than that.
+const RECONNECT_GRACE: Duration = Duration::from_secs(90);
 
 pub async fn run(settings: &Settings, reporter: &dyn Reporter) -> anyhow::Result<HealthReport> {
     let deadline = Instant::now() + settings.timeout;
