@@ -146,6 +146,17 @@ impl NodeNetwork {
         Ok(veth)
     }
 
+    /// Unplugs a pod: deletes its veth from the bridge (the pod's `eth0` goes with it), as a CNI plugin does on
+    /// teardown. The pod's namespace can outlive its processes (a socket opened in it, a namespace handle still
+    /// held), and a veth left on the bridge would keep receiving the frames meant for the next pod that gets the
+    /// same address and MAC. Blocking: runs from teardown paths, which are synchronous.
+    pub fn detach(&self, veth: &str) {
+        if let Err(error) = run_ip_batch_blocking(&self.ip_program, &self.netns, &format!("link del {veth}\n")) {
+            // Already gone with its namespace: nothing to do.
+            tracing::debug!(%veth, %error, "veth not deleted");
+        }
+    }
+
     /// Kills the namespace holder; the bridge and every veth go with the namespace.
     pub fn shutdown(&self) {
         if let Some(mut holder) = self.holder.lock().unwrap_or_else(|p| p.into_inner()).take() {

@@ -239,6 +239,10 @@ impl PodState {
         lock(&self.entries).clear();
         if let Some(sandbox) = lock(&self.sandbox).take() {
             sandbox.destroy();
+            if let Some(veth) = lock(&sandbox.veth).take() {
+                network.detach(&veth);
+            }
+            // Only now may another pod get this address.
             network.release_address(sandbox.address);
         }
     }
