@@ -61,8 +61,8 @@ pub enum Command {
     Status,
     /// Delete what `lab` created and wait until it is gone.
     Teardown(TeardownArgs),
-    /// Print the manifests exactly as `lab up` would apply them.
-    Render(ManifestArgs),
+    /// Print the manifests exactly as `lab up` would apply them (Secret values redacted).
+    Render(RenderArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -84,6 +84,16 @@ pub struct ManifestArgs {
     /// Use the manifests in DIR (*.yaml, applied in file-name order) instead of the built-in ones.
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub manifests: ManifestArgs,
+
+    /// Print the Secret's values instead of `<redacted>`, for a copy that can be applied.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 use crate::exit::ExitStatus;
+use crate::manifests::SecretValues;
 use crate::output::{Progress, print_error, print_result};
 use crate::report::{HealthReport, Verdict};
 use crate::settings::{Environment, Format, ManifestSettings, Settings};
@@ -79,8 +80,13 @@ async fn dispatch(command: Command, settings: &Settings, progress: &Progress) ->
             Ok(ExitStatus::Success)
         }
         Command::Render(args) => {
-            let manifests = ManifestSettings::from(&args);
-            print_result(&commands::render::run(&manifests, &settings.namespace)?);
+            let manifests = ManifestSettings::from(&args.manifests);
+            let secrets = if args.show_secrets {
+                SecretValues::Shown
+            } else {
+                SecretValues::Redacted
+            };
+            print_result(&commands::render::run(&manifests, &settings.namespace, secrets)?);
             Ok(ExitStatus::Success)
         }
         Command::Completions { shell } => {

@@ -279,11 +279,15 @@ impl ManifestSet {
     }
 
     /// The documents as `lab up` applies them, each preceded by `---` and a comment naming its file.
-    pub fn render_yaml(&self) -> String {
+    pub fn render_yaml(&self, secrets: SecretValues) -> String {
         let mut out = String::new();
         for file in &self.files {
             for object in &file.objects {
-                let yaml = serde_saphyr::to_string(object)
+                let object = match secrets {
+                    SecretValues::Shown => object.clone(),
+                    SecretValues::Redacted => redact_secret(object),
+                };
+                let yaml = serde_saphyr::to_string(&object)
                     .expect("a DynamicObject (JSON values only) always serialises to YAML");
                 let _ = writeln!(out, "---\n# Source: {}", file.name);
                 out.push_str(&yaml);
@@ -562,6 +566,30 @@ fn rewrite_dns_names(value: &mut Value, old: &str, new: &str) {
         Value::Object(map) => map.values_mut().for_each(|v| rewrite_dns_names(v, old, new)),
         _ => {}
     }
+}
+
+/// Whether `render_yaml` prints the values of Secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretValues {
+    /// Every value of a Secret's `data` and `stringData` shows as `<redacted>` (the default of `lab render`).
+    Redacted,
+    /// The values as they are applied (`lab render --show-secrets`), for a copy that can be applied.
+    Shown,
+}
+
+/// A copy of the object with a Secret's values replaced; other kinds are returned unchanged.
+fn redact_secret(object: &DynamicObject) -> DynamicObject {
+    let mut object = object.clone();
+    if object.types.as_ref().is_some_and(|t| t.kind == "Secret") {
+        for field in ["data", "stringData"] {
+            if let Some(values) = object.data.get_mut(field).and_then(serde_json::Value::as_object_mut) {
+                for value in values.values_mut() {
+                    *value = serde_json::Value::String("<redacted>".into());
+                }
+            }
+        }
+    }
+    object
 }
 
 #[cfg(test)]
@@ -924,7 +952,7 @@ mod tests {
             .with_image("mariadb:11.8")
             .and_then(|s| s.with_replicas(3))
             .expect("valid edits");
-        let rendered = set.render_yaml();
+        let rendered = set.render_yaml(SecretValues::Shown);
         assert!(rendered.starts_with("---\n# Source: 00-namespace.yaml\napiVersion: v1\nkind: Namespace\n"));
         assert_eq!(rendered.matches("\n---\n").count() + 1, 7, "{rendered}");
         assert!(rendered.contains("---\n# Source: 03-statefulset.yaml\napiVersion: apps/v1\nkind: StatefulSet\n"));
@@ -932,6 +960,22 @@ mod tests {
         let original: Vec<&DynamicObject> = set.objects().collect();
         let reparsed: Vec<&DynamicObject> = reparsed.objects.iter().collect();
         assert_eq!(reparsed, original);
+    }
+
+    #[test]
+    fn render_yaml_redacts_secret_values_unless_asked_to_show_them() {
+        let set = ManifestSet::embedded();
+        let redacted = set.render_yaml(SecretValues::Redacted);
+        for password in ["replpass", "probepass", "MYSQL_ROOT_PASSWORD: root"] {
+            assert!(!redacted.contains(password), "{password} printed:\n{redacted}");
+        }
+        assert!(redacted.contains("REPLICATION_PASSWORD: <redacted>"), "{redacted}");
+        assert!(
+            set.render_yaml(SecretValues::Shown)
+                .contains("REPLICATION_PASSWORD: replpass")
+        );
+        // Only Secrets are touched.
+        assert!(redacted.contains("image: mysql:8.4"));
     }
 
     #[test]
@@ -947,7 +991,7 @@ mod tests {
             }
         }
         // Read back without lab's options, as a YAML 1.1 reader like kubectl would: the quoting must carry it.
-        let rendered = set.render_yaml();
+        let rendered = set.render_yaml(SecretValues::Shown);
         let documents: Vec<Value> = serde_saphyr::from_multiple(&rendered).expect("rendered YAML parses");
         let secret = documents.iter().find(|d| d["kind"] == "Secret").expect("the Secret");
         assert_eq!(secret["stringData"], tricky, "{rendered}");

@@ -84,7 +84,7 @@ pub fn lab_with_env(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> R
 
 /// A temporary directory holding a copy of the built-in manifests, edited by `edit`.
 pub fn edited_manifests(kubeconfig: &Path, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
-    let rendered = lab(kubeconfig, &["render"]);
+    let rendered = lab(kubeconfig, &["render", "--show-secrets"]);
     rendered.assert_code(0);
     let dir = tempfile::tempdir().expect("temp dir");
     let edited = edit(&rendered.stdout);

@@ -111,9 +111,14 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
             .any(|s| s["name"] == "primary setup" && s["status"] == "done")
     );
 
-    // b. Again: nothing changes, still healthy; verify and status agree.
-    let second = lab(&kc, &["up", "-o", "json"]);
+    // b. Again: nothing changes, still healthy; verify and status agree. With every log switched on, no
+    // password from the Secret appears anywhere.
+    let second = lab(&kc, &["up", "-o", "json", "-vv"]);
     second.assert_code(0);
+    for secret in ["replpass", "probepass"] {
+        assert!(!second.stdout.contains(secret), "{secret} printed on stdout");
+        assert!(!second.stderr.contains(secret), "{secret} logged on stderr");
+    }
     let report = second.json();
     assert_eq!(report["verdict"], "HEALTHY");
     let changed: Vec<&Value> = report["steps"]
