@@ -23,8 +23,10 @@ const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_BACKOFF_START: Duration = Duration::from_millis(250);
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// MySQL and MariaDB offer nothing to subscribe to for replication state changes, so the wait polls the status
-/// statement. 250 ms adds at most that much latency and costs the server nothing noticeable.
-const REPLICATION_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// statement: first after 20 ms (threads usually start within tens of milliseconds), doubling up to 250 ms. A
+/// status query costs the server nothing noticeable.
+const REPLICATION_POLL_FIRST: Duration = Duration::from_millis(20);
+const REPLICATION_POLL_MAX: Duration = Duration::from_millis(250);
 /// Extra time granted to a position-wait query beyond the server-side timeout, for the round trip.
 const POSITION_WAIT_SLACK: Duration = Duration::from_secs(10);
 
@@ -215,6 +217,7 @@ impl Db {
     /// waited out until `deadline`.
     pub async fn wait_replication_running(&mut self, deadline: Instant) -> Result<ReplicaStatus, DbError> {
         let started = Instant::now();
+        let mut poll = REPLICATION_POLL_FIRST;
         loop {
             let Some(status) = self.replica_status().await? else {
                 return Err(DbError::NotAReplica {
@@ -234,14 +237,15 @@ impl Db {
                 }
                 ReplicationProgress::Starting => {}
             }
-            if Instant::now() + REPLICATION_POLL_INTERVAL >= deadline {
+            if Instant::now() + poll >= deadline {
                 return Err(DbError::ReplicationStartTimedOut {
                     server: self.server.clone(),
                     waited_secs: whole_seconds(started.elapsed()),
                     last_status: self.scrub(&status.summary()),
                 });
             }
-            sleep(REPLICATION_POLL_INTERVAL).await;
+            sleep(poll).await;
+            poll = (poll * 2).min(REPLICATION_POLL_MAX);
         }
     }
 
