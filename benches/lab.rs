@@ -18,7 +18,11 @@ fn lab(kubeconfig: &Path, args: &[&str]) -> (Duration, serde_json::Value) {
         .output()
         .expect("lab runs");
     let elapsed = started.elapsed();
-    assert!(output.status.success(), "lab {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "lab {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     (elapsed, serde_json::from_slice(&output.stdout).unwrap_or_default())
 }
 
@@ -33,7 +37,10 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 fn main() {
     println!("lab up from nothing (kubesim, MariaDB pods)");
-    println!("{:>5}  {:>9}  {:>13}  {:>13}  {:>8}", "pods", "total ms", "pod waits ms", "lab's own ms", "lab's %");
+    println!(
+        "{:>5}  {:>9}  {:>13}  {:>13}  {:>8}",
+        "pods", "total ms", "pod waits ms", "lab's own ms", "lab's %"
+    );
     for pods in [2u32, 3, 4] {
         let sim = Kubesim::start(Options::default()).expect("kubesim starts (root, mariadb-server, iproute2)");
         let replicas = pods.to_string();

@@ -105,3 +105,54 @@ fn equal_server_ids_fail_and_verify_names_the_duplicate() {
     let problems = report["problems"].to_string();
     assert!(problems.contains("server_id 1"), "the duplicate is named: {problems}");
 }
+
+#[test]
+fn dropped_watches_and_a_dropped_port_forward_do_not_stop_the_lab() {
+    let sim = start_sim();
+    sim.faults().drop_next_watches(3);
+    sim.faults().drop_next_port_forwards(1);
+    let run = lab(&kubeconfig(&sim), &["up", "-o", "json", "--timeout", "180"]);
+    run.assert_code(0);
+    assert_eq!(run.json()["verdict"], "HEALTHY");
+    assert!(!sim.faults().take_watch_drop(), "every dropped watch was used up");
+    assert!(
+        !sim.faults().take_port_forward_drop(),
+        "the dropped port-forward was used up"
+    );
+}
+
+#[test]
+fn a_crash_looping_database_container_exits_3_with_its_last_log_lines() {
+    let sim = start_sim();
+    sim.faults().set_crash(Some("mysql".into()));
+    let run = lab(&kubeconfig(&sim), &["up", "--timeout", "120"]);
+    run.assert_code(3)
+        .assert_stderr_contains("CrashLoopBackOff")
+        .assert_stderr_contains("injected crash")
+        .assert_stderr_contains("kubectl logs -n database mysql-0 -c mysql --previous");
+}
+
+#[test]
+fn a_failing_init_container_exits_3_with_its_log() {
+    let sim = start_sim();
+    sim.faults().set_crash(Some("init-mysql-config".into()));
+    let run = lab(&kubeconfig(&sim), &["up", "--timeout", "120"]);
+    run.assert_code(3)
+        .assert_stderr_contains(r#"mysql-0 init container "init-mysql-config" failed"#)
+        .assert_stderr_contains("injected crash");
+}
+
+#[test]
+fn a_failing_api_request_stops_with_the_servers_message_and_the_next_run_resumes() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    sim.faults().fail_next_requests(1, 500);
+    let failed = lab(&kc, &["up", "--timeout", "120"]);
+    assert_ne!(failed.code, 0, "a failed request must fail the run:\n{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("500") || failed.stderr.contains("Internal"),
+        "{}",
+        failed.stderr
+    );
+    lab(&kc, &["up", "--timeout", "180"]).assert_code(0);
+}
