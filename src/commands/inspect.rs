@@ -14,7 +14,7 @@ use crate::database::{
     Coordinates, Credentials, Flavor, ReadOnlyOutcome, ReplicaStatus, ReplicationProgress, ServerFacts,
     explain_replication_error,
 };
-use crate::plan::{Reporter, Step, StepOutcome, StepRecord};
+use crate::plan::{Reporter, Runner, Step, StepOutcome, StepRecord};
 use crate::report::{
     ErrorReport, HealthReport, LogPosition, MissingRead, PodReport, Problem, PvcReport, ReadOnlyReport, ReplicaReport,
     Role, ServerFlavor, ServerReport, ServiceReport, Severity, StepReport, StepStatus, ValidationReport, WriteOutcome,
@@ -182,6 +182,41 @@ pub fn read_only_report(pod: &str, account: &str, flavor: Flavor, outcome: ReadO
             }
         }
     }
+}
+
+/// The end of `up` and `verify`: the validation round trip and the read-only test, then the report. Closes the
+/// sessions.
+pub async fn prove_and_report(
+    mut runner: Runner<'_>,
+    cluster: &Cluster,
+    namespace: &str,
+    mut primary: Session,
+    mut replicas: Vec<Session>,
+    probe: &Credentials,
+    deadline: Instant,
+) -> anyhow::Result<HealthReport> {
+    let reporter = runner.reporter();
+    let validation = runner
+        .run("validation", validate(&mut primary, &mut replicas, reporter))
+        .await?;
+    let read_only = runner
+        .run(
+            "read-only test",
+            read_only_test(cluster, namespace, &mut replicas, probe, deadline),
+        )
+        .await?;
+    let checks = Checks {
+        validation: Some(validation),
+        read_only,
+    };
+    let steps = runner.into_records();
+    let sessions = std::iter::once(&mut primary).chain(replicas.iter_mut()).collect();
+    let report = build_report(cluster, namespace, sessions, &steps, checks).await?;
+    primary.close().await;
+    for replica in replicas {
+        replica.close().await;
+    }
+    Ok(report)
 }
 
 /// Builds the health report from a cluster snapshot and the open database sessions (read-only queries).

@@ -50,6 +50,18 @@ pub async fn connect_cluster(settings: &Settings) -> anyhow::Result<Cluster> {
     Ok(Cluster::connect(&target).await?)
 }
 
+/// A lab that `lab up` built: how many pods its StatefulSet runs, and the accounts from its Secret.
+pub async fn find_lab(cluster: &Cluster, namespace: &str) -> anyhow::Result<(u32, Accounts)> {
+    let Some(pods) = cluster.statefulset_replicas(namespace, STATEFULSET).await? else {
+        return Err(UsageError::new(format!(
+            "no lab in namespace {namespace} (no StatefulSet {STATEFULSET}): run `lab up` first, or pass -n NAMESPACE"
+        ))
+        .into());
+    };
+    let accounts = Accounts::from_secret(&cluster.secret_values(namespace, SECRET).await?)?;
+    Ok((pods, accounts))
+}
+
 /// The accounts `lab` uses, read from the cluster Secret so that nothing is hard-coded or printed.
 pub struct Accounts {
     pub root: Credentials,

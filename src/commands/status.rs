@@ -6,8 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::inspect::{self, Checks};
-use super::{Accounts, SECRET, STATEFULSET, Session, connect_cluster, pod_name};
-use crate::exit::UsageError;
+use super::{Session, connect_cluster, find_lab, pod_name};
 use crate::plan::Reporter;
 use crate::report::HealthReport;
 use crate::settings::Settings;
@@ -18,13 +17,7 @@ const CONNECT_BUDGET: Duration = Duration::from_secs(10);
 pub async fn run(settings: &Settings, reporter: &dyn Reporter) -> anyhow::Result<HealthReport> {
     let namespace = settings.namespace.as_str();
     let cluster = connect_cluster(settings).await?;
-    let Some(pods) = cluster.statefulset_replicas(namespace, STATEFULSET).await? else {
-        return Err(UsageError::new(format!(
-            "no lab in namespace {namespace} (no StatefulSet {STATEFULSET}): run `lab up` first, or pass -n NAMESPACE"
-        ))
-        .into());
-    };
-    let accounts = Accounts::from_secret(&cluster.secret_values(namespace, SECRET).await?)?;
+    let (pods, accounts) = find_lab(&cluster, namespace).await?;
     let deadline = Instant::now() + CONNECT_BUDGET.min(settings.timeout);
     let mut sessions = Vec::new();
     for ordinal in 0..pods {

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use futures::future::try_join_all;
 use tokio::time::Instant;
 
-use super::inspect::{self, Checks};
+use super::inspect;
 use super::{
     Accounts, DATABASE_PORT, ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, ROLE_LABEL, SECRET, Session, connect_cluster,
     pod_name, primary_host,
@@ -115,28 +115,16 @@ pub async fn run(
         .run("role labels", label_roles(&cluster, namespace, &primary, &replicas))
         .await?;
 
-    let validation = runner
-        .run("validation", inspect::validate(&mut primary, &mut replicas, reporter))
-        .await?;
-    let read_only = runner
-        .run(
-            "read-only test",
-            inspect::read_only_test(&cluster, namespace, &mut replicas, &accounts.probe, deadline),
-        )
-        .await?;
-    let checks = Checks {
-        validation: Some(validation),
-        read_only,
-    };
-
-    let steps = runner.into_records();
-    let sessions = std::iter::once(&mut primary).chain(replicas.iter_mut()).collect();
-    let report = inspect::build_report(&cluster, namespace, sessions, &steps, checks).await?;
-    primary.close().await;
-    for replica in replicas {
-        replica.close().await;
-    }
-    Ok(report)
+    inspect::prove_and_report(
+        runner,
+        &cluster,
+        namespace,
+        primary,
+        replicas,
+        &accounts.probe,
+        deadline,
+    )
+    .await
 }
 
 fn describe_preflight(preflight: &Preflight) -> String {

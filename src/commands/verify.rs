@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::inspect::{self, Checks};
+use super::inspect;
 use super::up::wait_for_database;
-use super::{Accounts, PRIMARY_POD, SECRET, STATEFULSET, connect_cluster, pod_name};
-use crate::exit::UsageError;
+use super::{PRIMARY_POD, connect_cluster, find_lab, pod_name};
 use crate::plan::{Reporter, Runner, Step};
 use crate::report::HealthReport;
 use crate::settings::Settings;
@@ -22,16 +21,10 @@ pub async fn run(settings: &Settings, reporter: &dyn Reporter) -> anyhow::Result
     let deadline = Instant::now() + settings.timeout;
     let namespace = settings.namespace.as_str();
     let cluster = connect_cluster(settings).await?;
-    let Some(pods) = cluster.statefulset_replicas(namespace, STATEFULSET).await? else {
-        return Err(UsageError::new(format!(
-            "no lab in namespace {namespace} (no StatefulSet {STATEFULSET}): run `lab up` first, or pass -n NAMESPACE"
-        ))
-        .into());
-    };
-    let accounts = Accounts::from_secret(&cluster.secret_values(namespace, SECRET).await?)?;
+    let (pods, accounts) = find_lab(&cluster, namespace).await?;
     let mut runner = Runner::new(reporter);
 
-    let mut primary = runner
+    let primary = runner
         .run(
             "wait for mysql-0",
             wait_for_database(&cluster, namespace, PRIMARY_POD, &accounts.root, deadline, reporter),
@@ -66,26 +59,14 @@ pub async fn run(settings: &Settings, reporter: &dyn Reporter) -> anyhow::Result
         })
         .await?;
 
-    let validation = runner
-        .run("validation", inspect::validate(&mut primary, &mut replicas, reporter))
-        .await?;
-    let read_only = runner
-        .run(
-            "read-only test",
-            inspect::read_only_test(&cluster, namespace, &mut replicas, &accounts.probe, deadline),
-        )
-        .await?;
-    let checks = Checks {
-        validation: Some(validation),
-        read_only,
-    };
-
-    let steps = runner.into_records();
-    let sessions = std::iter::once(&mut primary).chain(replicas.iter_mut()).collect();
-    let report = inspect::build_report(&cluster, namespace, sessions, &steps, checks).await?;
-    primary.close().await;
-    for replica in replicas {
-        replica.close().await;
-    }
-    Ok(report)
+    inspect::prove_and_report(
+        runner,
+        &cluster,
+        namespace,
+        primary,
+        replicas,
+        &accounts.probe,
+        deadline,
+    )
+    .await
 }

@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{AttachParams, DeleteParams};
 use kubesim::{Kubesim, Options};
 use serde_json::Value;
+use tokio::io::AsyncReadExt;
 
 /// Starts a simulator, failing the test with what to install when the machine cannot run one.
 pub fn start_sim() -> Kubesim {
@@ -93,24 +96,25 @@ pub fn edited_manifests(kubeconfig: &Path, edit: impl Fn(&str) -> String) -> tem
     dir
 }
 
-/// Runs a SQL query inside a pod (through pods/exec, with the pod's own client) and returns its output.
-pub fn sql(sim: &Kubesim, namespace: &str, pod: &str, query: &str) -> String {
+/// Runs `work` on a fresh runtime with the simulator's pods API in `namespace`, through the real kube client.
+fn with_pods<T>(sim: &Kubesim, namespace: &str, work: impl AsyncFnOnce(kube::Api<Pod>) -> T) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        use k8s_openapi::api::core::v1::Pod;
-        use kube::api::{Api, AttachParams};
-        use tokio::io::AsyncReadExt;
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(sim.kubeconfig_path()).expect("kubeconfig"),
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .expect("kube config");
+        let kubeconfig = kube::config::Kubeconfig::read_from(sim.kubeconfig_path()).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("kube config");
         let client = kube::Client::try_from(config).expect("client");
-        let pods: Api<Pod> = Api::namespaced(client, namespace);
+        work(kube::Api::namespaced(client, namespace)).await
+    })
+}
+
+/// Runs a SQL query inside a pod (through pods/exec, with the pod's own client) and returns its output.
+pub fn sql(sim: &Kubesim, namespace: &str, pod: &str, query: &str) -> String {
+    with_pods(sim, namespace, async |pods| {
         let argv = vec!["mariadb", "-h127.0.0.1", "-uroot", "-proot", "-N", "-B", "-e", query];
         let mut process = pods
             .exec(pod, argv, &AttachParams::default().container("mysql").stderr(true))
@@ -147,20 +151,7 @@ pub fn delete_pod_and_wait(sim: &Kubesim, namespace: &str, pod: &str, timeout: D
             })
     };
     let (old_uid, _) = uid_of(sim).expect("the pod exists");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        use k8s_openapi::api::core::v1::Pod;
-        use kube::api::{Api, DeleteParams};
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(sim.kubeconfig_path()).expect("kubeconfig"),
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .expect("kube config");
-        let pods: Api<Pod> = Api::namespaced(kube::Client::try_from(config).expect("client"), namespace);
+    with_pods(sim, namespace, async |pods| {
         pods.delete(pod, &DeleteParams::default()).await.expect("delete pod");
     });
     let started = std::time::Instant::now();
