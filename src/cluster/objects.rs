@@ -201,6 +201,24 @@ impl Cluster {
         }))
     }
 
+    /// The image of `container` in a StatefulSet's pod template; `None` when either does not exist.
+    pub async fn statefulset_image(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<Option<String>, ClusterError> {
+        let found = Api::<StatefulSet>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| self.fail(format!("reading StatefulSet {namespace}/{name}"), e))?;
+        Ok(found
+            .and_then(|set| set.spec)
+            .and_then(|spec| spec.template.spec)
+            .and_then(|pod| pod.containers.into_iter().find(|c| c.name == container))
+            .and_then(|c| c.image))
+    }
+
     /// Whether the pod exists and has condition Ready=True. Waits for nothing.
     pub async fn pod_is_ready(&self, namespace: &str, pod: &str) -> Result<bool, ClusterError> {
         let found = Api::<Pod>::namespaced(self.client.clone(), namespace)

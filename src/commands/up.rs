@@ -7,11 +7,13 @@ use tokio::time::Instant;
 
 use super::inspect;
 use super::{
-    Accounts, DATABASE_PORT, ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, ROLE_LABEL, SECRET, Session, connect_cluster,
-    pod_name, primary_host,
+    Accounts, DATABASE_PORT, ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, ROLE_LABEL, SECRET, STATEFULSET, Session,
+    connect_cluster, pod_name, primary_host,
 };
 use crate::cluster::{Cluster, Preflight};
 use crate::database::{Coordinates, Credentials, ReplicaStatus, SourceConfig};
+use crate::exit::UsageError;
+use crate::manifests::DATABASE_CONTAINER;
 use crate::manifests::ManifestSet;
 use crate::plan::{Reporter, Runner, Step};
 use crate::report::HealthReport;
@@ -49,6 +51,10 @@ pub async fn run(
     runner
         .run("preflight", async {
             let preflight = cluster.preflight(namespace).await?;
+            let running = cluster
+                .statefulset_image(namespace, STATEFULSET, DATABASE_CONTAINER)
+                .await?;
+            check_image_change(namespace, running.as_deref(), set.database_image())?;
             Ok(Step::passed(describe_preflight(&preflight), ()))
         })
         .await?;
@@ -125,6 +131,19 @@ pub async fn run(
         deadline,
     )
     .await
+}
+
+/// Refuses to swap the database image of an existing lab: the StatefulSet would restart every server on data
+/// another server version (or flavour) wrote, and the client pod, whose spec cannot change, would fail to apply
+/// half-way through.
+pub fn check_image_change(namespace: &str, running: Option<&str>, requested: Option<&str>) -> Result<(), UsageError> {
+    match (running, requested) {
+        (Some(running), Some(requested)) if running != requested => Err(UsageError::new(format!(
+            "the lab in namespace {namespace} runs {running}; --image {requested} would restart its databases on \
+             data written by {running}: run `lab teardown` first (its data goes with it), or pass --image {running}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn describe_preflight(preflight: &Preflight) -> String {
@@ -327,6 +346,24 @@ mod tests {
         assert_eq!(
             replica_action(Some(&status("elsewhere", "Yes")), host),
             ReplicaAction::Configure
+        );
+    }
+
+    #[test]
+    fn swapping_the_image_of_an_existing_lab_is_refused_with_the_way_out() {
+        assert!(
+            check_image_change("database", None, Some("mysql:8.4")).is_ok(),
+            "a new lab"
+        );
+        assert!(
+            check_image_change("database", Some("mysql:8.4"), Some("mysql:8.4")).is_ok(),
+            "a re-run"
+        );
+        let error = check_image_change("database", Some("mysql:8.4"), Some("mariadb:11.4")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the lab in namespace database runs mysql:8.4; --image mariadb:11.4 would restart its databases on data \
+             written by mysql:8.4: run `lab teardown` first (its data goes with it), or pass --image mysql:8.4"
         );
     }
 

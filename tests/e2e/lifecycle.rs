@@ -132,6 +132,14 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
     let status = lab(&kc, &["status", "-o", "json"]);
     status.assert_code(0);
     assert_eq!(status.json()["verdict"], "HEALTHY");
+    // Another image on the existing data is refused before anything changes.
+    let swap = lab(&kc, &["up", "--image", "mariadb:11.4"]);
+    swap.assert_code(2).assert_stderr_contains("run `lab teardown` first");
+    let sts = sim.objects("statefulsets", Some(NS));
+    assert_eq!(
+        sts[0]["spec"]["template"]["spec"]["containers"][0]["image"], "mysql:8.4",
+        "nothing was applied"
+    );
     let before = rows(&sim, "mysql-0");
     assert!(before >= 3, "three validation rows so far, found {before}");
 
