@@ -21,47 +21,65 @@ use crate::cli::{Cli, Command};
 use crate::exit::ExitStatus;
 use crate::manifests::SecretValues;
 use crate::output::{Progress, print_error, print_result};
+use crate::plan::Runner;
 use crate::report::{HealthReport, Verdict};
 use crate::settings::{Environment, Format, ManifestSettings, Settings};
 
-/// Runs one command to its exit status. Errors are printed here, once; Ctrl-C stops cleanly with 130.
+/// Runs one command to its exit status. Errors are printed here, once; Ctrl-C stops cleanly with 130. With
+/// `-o json`, a command that reports (`up`, `verify`, `status`) prints a report even when it fails, so that
+/// scripts always get one JSON object.
 pub async fn run(cli: Cli) -> ExitStatus {
     let settings = Settings::resolve(&cli.global, Environment::detect());
     init_logging(settings.verbosity, settings.color);
     let progress = Progress::new(settings.progress, settings.color);
-    tokio::select! {
+    let reports = matches!(cli.command, Command::Up(_) | Command::Verify | Command::Status);
+    let mut runner = Runner::new(&progress);
+    let result = tokio::select! {
         biased;
-        _ = tokio::signal::ctrl_c() => {
-            print_error(
-                "interrupted. Every step of `lab up` checks before it acts: run it again to resume, \
-                 or `lab teardown` to remove the lab",
-                settings.color,
-            );
-            ExitStatus::Interrupted
-        }
-        result = dispatch(cli.command, &settings, &progress) => match result {
-            Ok(status) => status,
-            Err(error) => {
-                print_error(&format!("{error:#}"), settings.color);
-                exit::classify(&error)
+        _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
+        result = dispatch(cli.command, &settings, &mut runner) => result,
+    };
+    match result {
+        Ok(status) => status,
+        Err(error) => {
+            let status = exit::classify(&error);
+            print_error(&format!("{error:#}"), settings.color);
+            if reports && settings.format == Format::Json {
+                let report = commands::inspect::failure_report(&settings.namespace, runner.records(), &error, status);
+                print_result(&report::render_json(&report));
             }
-        },
+            status
+        }
     }
 }
 
-async fn dispatch(command: Command, settings: &Settings, progress: &Progress) -> anyhow::Result<ExitStatus> {
+/// Ctrl-C: nothing is half-applied, because every step checks before it acts.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted. Every step of `lab up` checks before it acts: run it again to resume, or `lab teardown` to \
+     remove the lab"
+)]
+pub struct Interrupted;
+
+impl exit::Classify for Interrupted {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Interrupted
+    }
+}
+
+async fn dispatch(command: Command, settings: &Settings, runner: &mut Runner<'_>) -> anyhow::Result<ExitStatus> {
     match command {
         Command::Up(args) => {
             let manifests = ManifestSettings::from(&args.manifests);
-            let report = commands::up::run(settings, &manifests, progress).await?;
+            let report = commands::up::run(settings, &manifests, runner).await?;
             Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken))
         }
         Command::Verify => {
-            let report = commands::verify::run(settings, progress).await?;
+            let report = commands::verify::run(settings, runner).await?;
             Ok(finish(&report, settings, Strictness::FailUnlessHealthy))
         }
         Command::Status => {
-            let report = commands::status::run(settings, progress).await?;
+            let report = commands::status::run(settings, runner).await?;
             Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken))
         }
         Command::Teardown(args) => {
@@ -72,7 +90,7 @@ async fn dispatch(command: Command, settings: &Settings, progress: &Progress) ->
                 keep_data: args.keep_data,
                 force: args.force,
             };
-            let outcome = commands::teardown::run(settings, &request, progress).await?;
+            let outcome = commands::teardown::run(settings, &request, runner).await?;
             match settings.format {
                 Format::Json => print_result(&serde_json::to_string_pretty(&outcome)?),
                 Format::Table => print_result(&outcome.to_string()),

@@ -14,6 +14,7 @@ use crate::database::{
     Coordinates, Credentials, Flavor, ReadOnlyOutcome, ReplicaStatus, ReplicationProgress, ServerFacts,
     explain_replication_error,
 };
+use crate::exit::ExitStatus;
 use crate::plan::{Reporter, Runner, Step, StepOutcome, StepRecord};
 use crate::report::{
     ErrorReport, HealthReport, LogPosition, MissingRead, PodReport, Problem, PvcReport, ReadOnlyReport, ReplicaReport,
@@ -187,7 +188,7 @@ pub fn read_only_report(pod: &str, account: &str, flavor: Flavor, outcome: ReadO
 /// The end of `up` and `verify`: the validation round trip and the read-only test, then the report. Closes the
 /// sessions.
 pub async fn prove_and_report(
-    mut runner: Runner<'_>,
+    runner: &mut Runner<'_>,
     cluster: &Cluster,
     namespace: &str,
     mut primary: Session,
@@ -209,7 +210,7 @@ pub async fn prove_and_report(
         validation: Some(validation),
         read_only,
     };
-    let steps = runner.into_records();
+    let steps = runner.records().to_vec();
     let sessions = std::iter::once(&mut primary).chain(replicas.iter_mut()).collect();
     let report = build_report(cluster, namespace, sessions, &steps, checks).await?;
     primary.close().await;
@@ -217,6 +218,36 @@ pub async fn prove_and_report(
         replica.close().await;
     }
     Ok(report)
+}
+
+/// The report of a command that stopped with an error: the steps it ran, verdict BROKEN, and the error as a
+/// problem. Printed with `-o json` so that scripts get one JSON object whatever happened.
+pub fn failure_report(
+    namespace: &str,
+    steps: &[StepRecord],
+    error: &anyhow::Error,
+    status: ExitStatus,
+) -> HealthReport {
+    let mut report = HealthReport::new(namespace, jiff::Timestamp::now());
+    report.steps = steps.iter().map(step_report).collect();
+    let subject = steps
+        .iter()
+        .rev()
+        .find(|s| s.outcome == StepOutcome::Failed)
+        .map_or_else(|| "lab".to_string(), |s| s.name.clone());
+    let fix = match status {
+        ExitStatus::Usage => "correct the configuration the message names, then run the command again",
+        ExitStatus::Interrupted => "run `lab up` again: it resumes where this run stopped",
+        _ => "fix what the message names, then run `lab up` again: it resumes where this run stopped",
+    };
+    report.problems.push(Problem {
+        subject,
+        severity: Severity::Error,
+        cause: format!("{error:#}"),
+        fix: fix.to_string(),
+    });
+    report.finalize();
+    report
 }
 
 /// Builds the health report from a cluster snapshot and the open database sessions (read-only queries).
@@ -449,6 +480,32 @@ mod tests {
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
             not_ready: vec![],
         }
+    }
+
+    #[test]
+    fn a_failed_run_still_reports_its_steps_and_the_error_as_a_broken_verdict() {
+        let steps = [
+            StepRecord {
+                name: "preflight".into(),
+                outcome: StepOutcome::Passed,
+                detail: String::new(),
+                duration: std::time::Duration::from_millis(5),
+            },
+            StepRecord {
+                name: "wait for mysql-0".into(),
+                outcome: StepOutcome::Failed,
+                detail: "cannot pull".into(),
+                duration: std::time::Duration::from_millis(900),
+            },
+        ];
+        let error = anyhow::anyhow!("mysql-0 cannot pull image \"x\"");
+        let report = failure_report("database", &steps, &error, ExitStatus::Unreachable);
+        assert_eq!(report.verdict, crate::report::Verdict::Broken);
+        assert_eq!(report.steps.len(), 2);
+        assert_eq!(report.steps[1].duration_ms, 900);
+        assert_eq!(report.problems[0].subject, "wait for mysql-0");
+        assert_eq!(report.problems[0].cause, "mysql-0 cannot pull image \"x\"");
+        assert!(report.problems[0].fix.contains("resumes"));
     }
 
     #[test]

@@ -7,14 +7,15 @@ use tokio::time::Instant;
 
 use super::inspect::{self, Checks};
 use super::{Session, connect_cluster, find_lab, pod_name};
-use crate::plan::Reporter;
+use crate::plan::Runner;
 use crate::report::HealthReport;
 use crate::settings::Settings;
 
 /// A Ready pod whose database does not answer within this is reported as unreachable.
 const CONNECT_BUDGET: Duration = Duration::from_secs(10);
 
-pub async fn run(settings: &Settings, reporter: &dyn Reporter) -> anyhow::Result<HealthReport> {
+pub async fn run(settings: &Settings, runner: &mut Runner<'_>) -> anyhow::Result<HealthReport> {
+    let reporter = runner.reporter();
     let namespace = settings.namespace.as_str();
     let cluster = connect_cluster(settings).await?;
     let (pods, accounts) = find_lab(&cluster, namespace).await?;

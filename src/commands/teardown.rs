@@ -4,7 +4,7 @@ use tokio::time::Instant;
 
 use super::connect_cluster;
 use crate::cluster::TeardownOutcome;
-use crate::plan::{Reporter, Runner, Step};
+use crate::plan::{Runner, Step};
 use crate::settings::Settings;
 
 pub struct TeardownRequest {
@@ -15,12 +15,11 @@ pub struct TeardownRequest {
 pub async fn run(
     settings: &Settings,
     request: &TeardownRequest,
-    reporter: &dyn Reporter,
+    runner: &mut Runner<'_>,
 ) -> anyhow::Result<TeardownOutcome> {
     let deadline = Instant::now() + settings.timeout;
     let namespace = settings.namespace.as_str();
     let cluster = connect_cluster(settings).await?;
-    let mut runner = Runner::new(reporter);
     runner
         .run("teardown", async {
             let outcome = cluster

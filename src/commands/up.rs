@@ -34,8 +34,9 @@ pub fn load_manifests(manifests: &ManifestSettings, namespace: &str) -> anyhow::
 pub async fn run(
     settings: &Settings,
     manifests: &ManifestSettings,
-    reporter: &dyn Reporter,
+    runner: &mut Runner<'_>,
 ) -> anyhow::Result<HealthReport> {
+    let reporter = runner.reporter();
     let deadline = Instant::now() + settings.timeout;
     let namespace = settings.namespace.as_str();
     let set = load_manifests(manifests, namespace)?;
@@ -46,7 +47,6 @@ pub async fn run(
         cluster.server_url(),
         cluster.context().unwrap_or("-")
     ));
-    let mut runner = Runner::new(reporter);
 
     runner
         .run("preflight", async {

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::inspect;
 use super::up::wait_for_database;
 use super::{PRIMARY_POD, connect_cluster, find_lab, pod_name};
-use crate::plan::{Reporter, Runner, Step};
+use crate::plan::{Runner, Step};
 use crate::report::HealthReport;
 use crate::settings::Settings;
 
@@ -17,12 +17,12 @@ use crate::settings::Settings;
 /// (`slave_net_timeout`, 60 s by default), so the grace must be longer than that.
 const RECONNECT_GRACE: Duration = Duration::from_secs(90);
 
-pub async fn run(settings: &Settings, reporter: &dyn Reporter) -> anyhow::Result<HealthReport> {
+pub async fn run(settings: &Settings, runner: &mut Runner<'_>) -> anyhow::Result<HealthReport> {
+    let reporter = runner.reporter();
     let deadline = Instant::now() + settings.timeout;
     let namespace = settings.namespace.as_str();
     let cluster = connect_cluster(settings).await?;
     let (pods, accounts) = find_lab(&cluster, namespace).await?;
-    let mut runner = Runner::new(reporter);
 
     let primary = runner
         .run(

@@ -34,15 +34,29 @@ fn an_image_that_cannot_be_pulled_exits_3_naming_the_image_and_the_fix() {
     sim.faults().unpullable_image("mysql:8.4-typo");
     let run = lab(
         &kubeconfig(&sim),
-        &["up", "--image", "mysql:8.4-typo", "--timeout", "120"],
+        &["up", "--image", "mysql:8.4-typo", "--timeout", "120", "-o", "json"],
     );
     run.assert_code(3)
         .assert_stderr_contains(r#"cannot pull image "mysql:8.4-typo""#)
-        .assert_stderr_contains("ErrImagePull");
+        .assert_stderr_contains("ErrImagePull")
+        .assert_stderr_contains("kind load docker-image");
+    // Scripts still get one JSON report: the steps so far and the error.
+    let report = run.json();
+    assert_eq!(report["verdict"], "BROKEN");
+    let failed: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "failed")
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["wait for mysql-0"]);
+    assert_eq!(report["problems"][0]["subject"], "wait for mysql-0");
     assert!(
-        run.stderr.contains("kind load docker-image"),
-        "the fix is named: {}",
-        run.stderr
+        report["problems"][0]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("mysql:8.4-typo")
     );
 }
 
