@@ -107,6 +107,22 @@ struct State {
     event_counter: u64,
 }
 
+impl State {
+    /// Copies of the objects of a resource, in one namespace or in all.
+    fn items(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
+        self.objects
+            .get(resource)
+            .map(|objects| {
+                objects
+                    .iter()
+                    .filter(|((ns, _), _)| namespace.is_none_or(|wanted| wanted == ns))
+                    .map(|(_, object)| object.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 impl Default for Store {
     fn default() -> Self {
         Store::new()
@@ -159,17 +175,7 @@ impl Store {
     /// Like `list`, plus the store's resourceVersion at that instant (the list's metadata.resourceVersion).
     pub fn list_with_version(&self, resource: &str, namespace: Option<&str>) -> (Vec<Value>, u64) {
         let state = self.state();
-        let items = state
-            .objects
-            .get(resource)
-            .map(|objects| {
-                objects
-                    .iter()
-                    .filter(|((ns, _), _)| namespace.is_none_or(|wanted| wanted == ns))
-                    .map(|(_, object)| object.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let items = state.items(resource, namespace);
         (items, state.resource_version)
     }
 
@@ -352,17 +358,7 @@ impl Store {
     ) -> (Vec<Value>, u64, broadcast::Receiver<Change>) {
         let state = self.state();
         let receiver = self.inner.feed.subscribe();
-        let items = state
-            .objects
-            .get(resource)
-            .map(|objects| {
-                objects
-                    .iter()
-                    .filter(|((ns, _), _)| namespace.is_none_or(|wanted| wanted == ns))
-                    .map(|(_, object)| object.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let items = state.items(resource, namespace);
         (items, state.resource_version, receiver)
     }
 
