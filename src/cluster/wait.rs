@@ -327,6 +327,14 @@ impl Cluster {
             .pod_log_tail(namespace, pod, container, LOG_TAIL_LINES, previous)
             .await
         {
+            // The failed instance may already have been restarted (kubelets restart at once after a first
+            // failure): its output is then the previous instance's log.
+            Ok(tail) if !previous && tail.trim().is_empty() => {
+                match self.pod_log_tail(namespace, pod, container, LOG_TAIL_LINES, true).await {
+                    Ok(earlier) if !earlier.trim().is_empty() => Some(earlier),
+                    _ => Some(tail),
+                }
+            }
             Ok(tail) => Some(tail),
             Err(error) if previous => {
                 tracing::debug!(%error, "no previous log of {pod}/{container}; reading the current one");
