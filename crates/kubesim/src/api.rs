@@ -1217,17 +1217,7 @@ fn delete_collection(
 fn scale(control: &ControlPlane, target: &Target, method: &Method, body: Option<Value>) -> Result<Response, ApiError> {
     let name = target.name()?.to_string();
     let render = |sts: &Value| {
-        let selector = sts
-            .pointer("/spec/selector/matchLabels")
-            .and_then(Value::as_object)
-            .map(|labels| {
-                labels
-                    .iter()
-                    .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
+        let selector = crate::selectors::selector_string(sts.pointer("/spec/selector/matchLabels"));
         json!({
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",

@@ -105,6 +105,20 @@ impl LabelSelector {
     }
 }
 
+/// A label map (`{"app": "mysql", ...}`) written as a label selector string: `app=mysql,...`; empty when absent.
+pub fn selector_string(labels: Option<&Value>) -> String {
+    labels
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
 /// The object's labels as a map of strings.
 pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
     object

@@ -387,17 +387,7 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
                 })
                 .collect::<Vec<_>>()
                 .join(",");
-            let selector = object
-                .pointer("/spec/selector")
-                .and_then(Value::as_object)
-                .map(|labels| {
-                    labels
-                        .iter()
-                        .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
+            let selector = crate::selectors::selector_string(object.pointer("/spec/selector"));
             vec![
                 name,
                 text(object, "/spec/type").to_string(),
