@@ -61,28 +61,19 @@ impl NodeNetwork {
         sleep_program: &std::path::Path,
         prefix: &str,
     ) -> anyhow::Result<NodeNetwork> {
-        let mut command = std::process::Command::new(sleep_program);
-        command
-            .arg("infinity")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        sys::prepare(
-            &mut command,
+        let mut holder = sys::spawn_holder(
+            spawner,
+            sleep_program,
             &format!("{prefix}/node"),
             vec![Step::Unshare(libc::CLONE_NEWNET)],
-        );
-        let mut holder = spawner.spawn_std(command).context(
+        )
+        .context(
             "cannot create the node network namespace (kubesim needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN)",
         )?;
-        let netns = match sys::open_namespace(holder.id(), "net") {
-            Ok(file) => file,
-            Err(error) => {
-                let _ = holder.kill();
-                let _ = holder.wait();
-                return Err(error).context("cannot open the node network namespace");
-            }
-        };
+        let [netns] = <[File; 1]>::try_from(
+            sys::open_namespaces_or_kill(&mut holder, &["net"]).context("cannot open the node network namespace")?,
+        )
+        .expect("one namespace asked, one opened");
         let network = NodeNetwork {
             ip_program,
             prefix: prefix.to_string(),

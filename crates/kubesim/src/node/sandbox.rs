@@ -10,7 +10,6 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -77,36 +76,22 @@ impl Sandbox {
         std::fs::write(dir.join("etc-hostname"), format!("{hostname}\n"))?;
         std::fs::write(dir.join("etc-resolv.conf"), super::spec::resolv_conf(namespace))?;
         std::fs::write(dir.join("etc-hosts"), "")?;
-        let mut command = std::process::Command::new(sleep);
-        command
-            .arg("infinity")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        sys::prepare(
-            &mut command,
+        let mut pause = sys::spawn_holder(
+            spawner,
+            sleep,
             marker,
             vec![
                 Step::Unshare(libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC),
                 Step::SetHostname(CString::new(hostname).context("hostname with NUL")?),
             ],
-        );
-        let mut pause = spawner.spawn_std(command).context("cannot start the pod sandbox")?;
-        let opened = (|| -> std::io::Result<Namespaces> {
-            Ok(Namespaces {
-                net: sys::open_namespace(pause.id(), "net")?,
-                uts: sys::open_namespace(pause.id(), "uts")?,
-                ipc: sys::open_namespace(pause.id(), "ipc")?,
-            })
-        })();
-        let namespaces = match opened {
-            Ok(namespaces) => namespaces,
-            Err(error) => {
-                let _ = pause.kill();
-                let _ = pause.wait();
-                return Err(error).context("cannot open the sandbox namespaces");
-            }
-        };
+        )
+        .context("cannot start the pod sandbox")?;
+        let [net, uts, ipc] = <[File; 3]>::try_from(
+            sys::open_namespaces_or_kill(&mut pause, &["net", "uts", "ipc"])
+                .context("cannot open the sandbox namespaces")?,
+        )
+        .expect("three namespaces asked, three opened");
+        let namespaces = Namespaces { net, uts, ipc };
         Ok(Sandbox {
             dir,
             hostname: hostname.to_string(),
@@ -154,24 +139,11 @@ impl Sandbox {
         }
         let layer = self.container_dir(container).join("layer");
         std::fs::create_dir_all(&layer)?;
-        let mut command = std::process::Command::new(sleep);
-        command
-            .arg("infinity")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        sys::prepare(&mut command, marker, holder_steps(&layer, binds));
-        let mut child = spawner
-            .spawn_std(command)
+        let mut child = sys::spawn_holder(spawner, sleep, marker, holder_steps(&layer, binds))
             .with_context(|| format!("cannot set up the mounts of container {container}"))?;
-        let mnt = match sys::open_namespace(child.id(), "mnt") {
-            Ok(file) => Arc::new(file),
-            Err(error) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(error.into());
-            }
-        };
+        let [mnt] = <[File; 1]>::try_from(sys::open_namespaces_or_kill(&mut child, &["mnt"])?)
+            .expect("one namespace asked, one opened");
+        let mnt = Arc::new(mnt);
         lock(&self.holders).insert(
             container.to_string(),
             Holder {

@@ -248,6 +248,34 @@ pub fn is_root() -> bool {
 }
 
 /// Opens `/proc/<pid>/ns/<kind>` (holding it keeps the namespace alive).
+/// Starts a process that only holds namespaces: `sleep infinity` run after `steps`, marked with `marker`.
+pub fn spawn_holder(
+    spawner: &Spawner,
+    sleep: &Path,
+    marker: &str,
+    steps: Vec<Step>,
+) -> io::Result<std::process::Child> {
+    let mut command = std::process::Command::new(sleep);
+    command
+        .arg("infinity")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    prepare(&mut command, marker, steps);
+    spawner.spawn_std(command)
+}
+
+/// Handles to the holder's namespaces of the given kinds (`net`, `mnt`, ...), in order. If one cannot be opened,
+/// the holder is killed and reaped, so that no namespace is left without an owner.
+pub fn open_namespaces_or_kill(holder: &mut std::process::Child, kinds: &[&str]) -> io::Result<Vec<File>> {
+    let opened: io::Result<Vec<File>> = kinds.iter().map(|kind| open_namespace(holder.id(), kind)).collect();
+    if opened.is_err() {
+        let _ = holder.kill();
+        let _ = holder.wait();
+    }
+    opened
+}
+
 pub fn open_namespace(pid: u32, kind: &str) -> io::Result<File> {
     File::open(format!("/proc/{pid}/ns/{kind}"))
 }
