@@ -29,6 +29,12 @@
   {{SOURCE_OR_MASTER}}_CONNECT_RETRY = {{CONNECT_RETRY}}{{FLAVOR_SOURCE_OPTIONS}};
 {{START_REPLICA}};
 
+-- name: start_replica
+-- Not in the tutorial. A replica that points at the primary but whose threads are stopped (a run interrupted between
+-- CHANGE and START, a person's STOP, MySQL 8.4's IO thread giving up after its retry count) is started where it
+-- stopped: configuring it again from the origin would replay rows it already applied.
+{{START_REPLICA}};
+
 -- name: replica_status
 {{SHOW_REPLICA_STATUS}};
 

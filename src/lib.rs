@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod commands;
 pub mod database;
 pub mod exit;
+pub mod interrupt;
 pub mod manifests;
 pub mod output;
 pub mod plan;
@@ -34,9 +35,12 @@ pub async fn run(cli: Cli) -> ExitStatus {
     let progress = Progress::new(settings.progress, settings.color);
     let reports = matches!(cli.command, Command::Up(_) | Command::Verify | Command::Status);
     let mut runner = Runner::new(&progress);
+    if let Some(checkpoint) = std::env::var_os("LAB_INTERRUPT_AT") {
+        interrupt::interrupt_at(&checkpoint.to_string_lossy());
+    }
     let result = tokio::select! {
         biased;
-        _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
+        _ = interrupt::interrupted() => Err(Interrupted.into()),
         result = dispatch(cli.command, &settings, &mut runner) => result,
     };
     match result {

@@ -115,6 +115,7 @@ impl<'a> Runner<'a> {
     where
         F: Future<Output = anyhow::Result<Step<T>>>,
     {
+        crate::interrupt::checkpoint(&format!("before {name}")).await;
         self.reporter.step_started(name);
         let started = Instant::now();
         let result = step.await;
@@ -130,7 +131,9 @@ impl<'a> Runner<'a> {
             detail,
             duration,
         });
-        result.map(|step| step.value)
+        let value = result?.value;
+        crate::interrupt::checkpoint(&format!("after {name}")).await;
+        Ok(value)
     }
 
     pub fn records(&self) -> &[StepRecord] {

@@ -51,6 +51,7 @@ pub async fn validate(
         .await
         .context("writing the validation row on the primary")?;
     reporter.step_progress("validation", &format!("wrote {marker} on {}", primary.pod));
+    crate::interrupt::checkpoint("validation: marker written").await;
     let results = join_all(replicas.iter_mut().map(|replica| {
         let marker = &marker;
         let target = &target;
@@ -125,6 +126,7 @@ pub async fn read_only_test(
         let flavor = replica.db.version().flavor;
         let attempt = async {
             let root = replica.db.read_only_test().await?;
+            crate::interrupt::checkpoint("read-only test: root tested").await;
             let mut probe_session = Session::open(cluster, namespace, &replica.pod, probe, deadline)
                 .await
                 .with_context(|| format!("logging in as {}", probe.user))?;

@@ -11,8 +11,11 @@ use super::{
     connect_cluster, pod_name, primary_host,
 };
 use crate::cluster::{Cluster, Preflight};
-use crate::database::{Coordinates, Credentials, ReplicaStatus, SourceConfig};
+use crate::database::{
+    Coordinates, Credentials, ReplicaStatus, SourceConfig, ThreadState, is_transient_replication_error,
+};
 use crate::exit::UsageError;
+use crate::interrupt::checkpoint;
 use crate::manifests::DATABASE_CONTAINER;
 use crate::manifests::ManifestSet;
 use crate::plan::{Reporter, Runner, Step};
@@ -165,6 +168,7 @@ pub async fn wait_for_database(
     let title = format!("wait for {pod}");
     let progress = |detail: &str| reporter.step_progress(&title, detail);
     cluster.wait_pod_ready(namespace, pod, deadline, &progress).await?;
+    checkpoint(&format!("{title}: pod Ready")).await;
     progress("Ready; connecting to the database through a port-forward");
     let session = Session::open(cluster, namespace, pod, root, deadline).await?;
     let version = session.db.version().raw.clone();
@@ -183,12 +187,14 @@ async fn primary_setup(
     accounts: &Accounts,
 ) -> anyhow::Result<Step<Coordinates>> {
     primary.db.ensure_replication_user(&accounts.replication).await?;
+    checkpoint("primary setup: replication user created").await;
     let recorded = cluster.pvc_annotation(namespace, ORIGIN_PVC, ORIGIN_ANNOTATION).await?;
     let (origin, captured) = match recorded.as_deref().map(parse_origin) {
         Some(Ok(origin)) => (origin, false),
         Some(Err(error)) => return Err(error),
         None => {
             let origin = primary.db.capture_coordinates().await?;
+            checkpoint("primary setup: origin captured").await;
             let value = serde_json::to_string(&RecordedOrigin::now(&origin))?;
             cluster
                 .set_pvc_annotation(namespace, ORIGIN_PVC, ORIGIN_ANNOTATION, &value)
@@ -196,7 +202,9 @@ async fn primary_setup(
             (origin, true)
         }
     };
+    checkpoint("primary setup: origin recorded").await;
     primary.db.ensure_appdb().await?;
+    checkpoint("primary setup: appdb created").await;
     primary.db.ensure_probe_user(&accounts.probe).await?;
     let detail = if captured {
         format!(
@@ -243,17 +251,36 @@ fn parse_origin(text: &str) -> anyhow::Result<Coordinates> {
 /// What to do with a replica, given its current replication status.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReplicaAction {
-    /// Never configured: point it at the primary from the recorded origin.
+    /// Never configured, or pointed elsewhere: point it at the primary from the recorded origin.
     Configure,
-    /// Already replicating from the primary: leave it alone (re-configuring from the origin would replay rows
-    /// it already has).
+    /// Points at the primary, but a thread is stopped without an error that starting cannot fix: an interrupted
+    /// run (between `CHANGE ... SOURCE` and `START`), a person's `STOP REPLICA`, or MySQL 8.4's IO thread giving up
+    /// after `SOURCE_RETRY_COUNT` failed reconnects (a transient 2003/2005). Start it where it stopped; waiting
+    /// would only run into the deadline.
+    Start,
+    /// Replicating from the primary (or reconnecting to it, or stopped by an error that the wait reports with its
+    /// cause and fix): leave it alone. Re-configuring from the origin would replay rows it already has.
     Keep,
 }
 
 pub fn replica_action(status: Option<&ReplicaStatus>, primary_host: &str) -> ReplicaAction {
-    match status {
-        Some(status) if status.source_host == primary_host => ReplicaAction::Keep,
-        _ => ReplicaAction::Configure,
+    let Some(status) = status.filter(|status| status.source_host == primary_host) else {
+        return ReplicaAction::Configure;
+    };
+    let threads = [
+        (&status.io_running, status.last_io_errno),
+        (&status.sql_running, status.last_sql_errno),
+    ];
+    let startable = |(state, errno): &(&ThreadState, u32)| {
+        **state == ThreadState::No && (*errno == 0 || is_transient_replication_error(*errno))
+    };
+    let blocked = |(state, errno): &(&ThreadState, u32)| {
+        **state == ThreadState::No && *errno != 0 && !is_transient_replication_error(*errno)
+    };
+    if threads.iter().any(startable) && !threads.iter().any(blocked) {
+        ReplicaAction::Start
+    } else {
+        ReplicaAction::Keep
     }
 }
 
@@ -266,35 +293,52 @@ async fn configure_replicas(
     let configured = try_join_all(replicas.iter_mut().map(|replica| async move {
         let status = replica.db.replica_status().await?;
         let action = replica_action(status.as_ref(), &source.host);
-        if action == ReplicaAction::Configure {
-            replica.db.configure_replica(source).await?;
+        match action {
+            ReplicaAction::Configure => replica.db.configure_replica(source).await?,
+            ReplicaAction::Start => replica.db.start_replication().await?,
+            ReplicaAction::Keep => {}
         }
         replica
             .db
             .wait_replication_running(deadline)
             .await
             .with_context(|| format!("{}: replication does not run", replica.pod))?;
+        checkpoint("configure replicas: replication running").await;
         replica.db.protect_replica().await?;
         anyhow::Ok((replica.pod.clone(), action))
     }))
     .await?;
-    let newly: Vec<&str> = configured
-        .iter()
-        .filter(|(_, a)| *a == ReplicaAction::Configure)
-        .map(|(p, _)| p.as_str())
-        .collect();
-    let detail = match (configured.len(), newly.len()) {
-        (0, _) => "no replicas (--replicas 1)".to_string(),
-        (_, 0) => "every replica already replicates from mysql-0; IO and SQL threads running".to_string(),
-        _ => format!(
-            "{} now replicate{} from {}:{}; IO and SQL threads running",
+    let with = |wanted: ReplicaAction| -> Vec<&str> {
+        configured
+            .iter()
+            .filter(|(_, action)| *action == wanted)
+            .map(|(pod, _)| pod.as_str())
+            .collect()
+    };
+    let (newly, started) = (with(ReplicaAction::Configure), with(ReplicaAction::Start));
+    let mut changes = Vec::new();
+    if !newly.is_empty() {
+        changes.push(format!(
+            "{} now replicate{} from {}:{}",
             newly.join(", "),
             if newly.len() == 1 { "s" } else { "" },
             source.origin.file,
             source.origin.position
-        ),
+        ));
+    }
+    if !started.is_empty() {
+        changes.push(format!(
+            "{} pointed at mysql-0 but stopped: started where {} left off",
+            started.join(", "),
+            if started.len() == 1 { "it" } else { "they" }
+        ));
+    }
+    let detail = match (configured.len(), changes.is_empty()) {
+        (0, _) => "no replicas (--replicas 1)".to_string(),
+        (_, true) => "every replica already replicates from mysql-0; IO and SQL threads running".to_string(),
+        (_, false) => format!("{}; IO and SQL threads running", changes.join("; ")),
     };
-    Ok(Step::changed_if(!newly.is_empty(), detail, ()))
+    Ok(Step::changed_if(!changes.is_empty(), detail, ()))
 }
 
 /// Role labels make the Services route correctly: `mysql-replicas` selects `lab.dev/role=replica`.
@@ -307,6 +351,7 @@ async fn label_roles(
     let mut changed = cluster
         .set_pod_label(namespace, &primary.pod, ROLE_LABEL, "primary")
         .await?;
+    checkpoint("role labels: primary labelled").await;
     for replica in replicas {
         changed |= cluster
             .set_pod_label(namespace, &replica.pod, ROLE_LABEL, "replica")
@@ -324,29 +369,43 @@ mod tests {
     use super::*;
     use crate::database::parse_replica_status;
 
-    fn status(host: &str, io: &str) -> ReplicaStatus {
+    fn status(host: &str, io: &str, sql: &str, io_errno: u32, sql_errno: u32) -> ReplicaStatus {
         let column = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
         parse_replica_status(&[
             column("Master_Host", host),
             column("Slave_IO_Running", io),
-            column("Slave_SQL_Running", "Yes"),
+            column("Slave_SQL_Running", sql),
+            column("Last_IO_Errno", &io_errno.to_string()),
+            column("Last_SQL_Errno", &sql_errno.to_string()),
         ])
     }
 
     #[test]
     fn a_replica_is_configured_only_when_it_does_not_already_replicate_from_the_primary() {
         let host = "mysql-0.mysql-headless.database.svc.cluster.local";
+        let action = |s: ReplicaStatus| replica_action(Some(&s), host);
         assert_eq!(replica_action(None, host), ReplicaAction::Configure);
-        assert_eq!(replica_action(Some(&status(host, "Yes")), host), ReplicaAction::Keep);
+        assert_eq!(action(status(host, "Yes", "Yes", 0, 0)), ReplicaAction::Keep);
         // Reconnecting after a primary restart: keep it, replication resumes by itself.
+        assert_eq!(action(status(host, "Connecting", "Yes", 2003, 0)), ReplicaAction::Keep);
         assert_eq!(
-            replica_action(Some(&status(host, "Connecting")), host),
-            ReplicaAction::Keep
-        );
-        assert_eq!(
-            replica_action(Some(&status("elsewhere", "Yes")), host),
+            action(status("elsewhere", "Yes", "Yes", 0, 0)),
             ReplicaAction::Configure
         );
+    }
+
+    #[test]
+    fn a_replica_pointed_at_the_primary_but_stopped_is_started_not_waited_on() {
+        let host = "mysql-0.mysql-headless.database.svc.cluster.local";
+        let action = |s: ReplicaStatus| replica_action(Some(&s), host);
+        // Interrupted between CHANGE ... SOURCE and START, or stopped by a person.
+        assert_eq!(action(status(host, "No", "No", 0, 0)), ReplicaAction::Start);
+        assert_eq!(action(status(host, "Yes", "No", 0, 0)), ReplicaAction::Start);
+        // MySQL 8.4 stops the IO thread after SOURCE_RETRY_COUNT failed reconnects, with the last 2003 kept.
+        assert_eq!(action(status(host, "No", "Yes", 2003, 0)), ReplicaAction::Start);
+        // An error that starting cannot fix is left to the wait, which reports its cause and fix.
+        assert_eq!(action(status(host, "Yes", "No", 0, 1062)), ReplicaAction::Keep);
+        assert_eq!(action(status(host, "No", "No", 1236, 0)), ReplicaAction::Keep);
     }
 
     #[test]

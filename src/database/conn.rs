@@ -205,10 +205,22 @@ impl Db {
     /// Stop, forget the previous source (`RESET ... ALL`), point at `source`, start.
     pub async fn configure_replica(&mut self, source: &SourceConfig) -> Result<(), DbError> {
         self.remember(&source.credentials.password);
-        for statement in self.dialect.configure_replica(source) {
-            self.run("configuring the replica", &statement).await?;
+        let statements = self.dialect.configure_replica(source);
+        let last = statements.len().saturating_sub(1);
+        for (index, statement) in statements.iter().enumerate() {
+            if index == last {
+                // Pointed at the source, not started yet: the next `lab up` must start it, not wait for it.
+                crate::interrupt::checkpoint("configure replicas: source changed").await;
+            }
+            self.run("configuring the replica", statement).await?;
         }
         Ok(())
+    }
+
+    /// `START REPLICA` / `START SLAVE` on a replica that already points at its source but is stopped.
+    pub async fn start_replication(&mut self) -> Result<(), DbError> {
+        let statement = self.dialect.start_replication();
+        self.run("starting replication", &statement).await
     }
 
     /// Polls the replica status until both threads run (neither server offers an event or notification for

@@ -220,6 +220,11 @@ impl Dialect {
         )
     }
 
+    /// `START REPLICA` or `START SLAVE`, for a replica that points at its source but is stopped.
+    pub fn start_replication(&self) -> Statement {
+        self.render_one(REPLICA_SETUP_SQL, "start_replica", &[])
+    }
+
     /// `SHOW REPLICA STATUS` or `SHOW SLAVE STATUS`.
     pub fn replica_status(&self) -> Statement {
         self.render_one(REPLICA_SETUP_SQL, "replica_status", &[])

@@ -6,3 +6,4 @@ mod faults;
 mod harness;
 mod interrupt;
 mod lifecycle;
+mod resume;

@@ -1,0 +1,96 @@
+//! Interrupted anywhere, `lab up` resumes: an interruption at every step boundary and at the points inside each
+//! step where a run leaves half-done work (`LAB_INTERRUPT_AT`, which stops the run there exactly as Ctrl-C does),
+//! each followed by the next run, which must get at least to the next point; and a replica stopped by a person is
+//! started by `lab up`, not waited on.
+
+use crate::harness::{kubeconfig, lab, lab_with_env, sql, start_sim};
+
+const NS: &str = "resume";
+
+/// Every checkpoint of a first `lab up` with two pods, in the order a run reaches them.
+const CHECKPOINTS: &[&str] = &[
+    "before preflight",
+    "after preflight",
+    "before apply manifests",
+    "after apply manifests",
+    "before wait for mysql-0",
+    "wait for mysql-0: pod Ready",
+    "after wait for mysql-0",
+    "before primary setup",
+    "primary setup: replication user created",
+    "primary setup: origin captured",
+    "primary setup: origin recorded",
+    "primary setup: appdb created",
+    "after primary setup",
+    "before wait for mysql-1",
+    "wait for mysql-1: pod Ready",
+    "after wait for mysql-1",
+    "before configure replicas",
+    "configure replicas: source changed",
+    "configure replicas: replication running",
+    "after configure replicas",
+    "before role labels",
+    "role labels: primary labelled",
+    "after role labels",
+    "before validation",
+    "validation: marker written",
+    "after validation",
+    "before read-only test",
+    "read-only test: root tested",
+    "after read-only test",
+];
+
+#[test]
+fn up_resumes_after_an_interruption_at_every_step_boundary_and_inside_every_step() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+
+    // Each run is interrupted at the next checkpoint, so each one resumes from where the previous one stopped.
+    // Exit 130 proves the run got there: a run that hung, failed or skipped the point would exit otherwise.
+    for checkpoint in CHECKPOINTS {
+        let run = lab_with_env(
+            &kc,
+            &["up", "-n", NS, "--timeout", "120"],
+            &[("LAB_INTERRUPT_AT", checkpoint)],
+        );
+        assert_eq!(
+            run.code, 130,
+            "interrupted at {checkpoint:?}: expected exit 130\nstderr:\n{}",
+            run.stderr
+        );
+        run.assert_stderr_contains("run it again to resume");
+    }
+
+    let resumed = lab(&kc, &["up", "-n", NS, "-o", "json", "--timeout", "120"]);
+    resumed.assert_code(0);
+    let report = resumed.json();
+    assert_eq!(report["verdict"], "HEALTHY", "{report:#}");
+    let replica = &report["replicas"][0];
+    assert_eq!(
+        (replica["io_thread"].as_str(), replica["sql_thread"].as_str()),
+        (Some("Yes"), Some("Yes")),
+        "{replica}"
+    );
+    lab(&kc, &["verify", "-n", NS]).assert_code(0);
+
+    // A person stops replication: `up` starts it again where it stopped instead of waiting for it.
+    sql(&sim, NS, "mysql-1", "STOP SLAVE");
+    let restarted = lab(&kc, &["up", "-n", NS, "-o", "json", "--timeout", "60"]);
+    restarted.assert_code(0);
+    let report = restarted.json();
+    let configure = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "configure replicas")
+        .expect("configure replicas step");
+    assert_eq!(configure["status"], "done", "{configure}");
+    assert!(
+        configure["detail"]
+            .as_str()
+            .unwrap()
+            .contains("mysql-1 pointed at mysql-0 but stopped: started"),
+        "{configure}"
+    );
+    assert_eq!(report["verdict"], "HEALTHY", "{report:#}");
+}
