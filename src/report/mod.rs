@@ -288,11 +288,13 @@ impl HealthReport {
         }
     }
 
-    /// Adds the problems derived from the data (duplicate server_id/server_uuid) and sets the verdict.
+    /// Adds a problem for every reason behind the verdict that is not one already (a stopped thread, a pod not
+    /// Ready, a Service routing wrongly, ...), so that a BROKEN or DEGRADED report always says what caused it and
+    /// what to do, and sets the verdict.
     pub fn finalize(&mut self) {
-        for problem in identity_problems(&self.servers) {
-            if !self.problems.contains(&problem) {
-                self.problems.push(problem);
+        for reason in reasons(self) {
+            if !self.problems.iter().any(|p| p.cause == reason.text) {
+                self.problems.push(reason.to_problem());
             }
         }
         self.verdict = verdict(self);

@@ -469,6 +469,9 @@ Problems
   1. mysql-1 (warning)
      cause: root can write on the replica (MariaDB has no super_read_only)
      fix:   write only through mysql-primary, or revoke READ_ONLY ADMIN from root on the replica
+  2. mysql-1 (warning)
+     cause: mysql-1 is 12s behind the primary
+     fix:   a burst of writes catches up by itself; if the lag keeps growing, look at the replica's SQL thread (`lab status`)
 ";
         assert_eq!(render_table(&degraded_mariadb(), false), expected);
     }
@@ -478,7 +481,7 @@ Problems
         let expected = "\
 Verdict: BROKEN  (namespace database, 2025-06-01T12:00:00Z)
   - mysql-0 and mysql-1 both have server_id 1: replication stops with error 1593 (a replica ignores or refuses a source with its own server_id)
-  - mysql-1: IO thread is No (error 13117)
+  - mysql-1: IO thread is No (error 13117: mysql-0 and mysql-1 have the same server_id)
   - Service mysql-replicas routes to mysql-0, mysql-1, expected the replicas, not mysql-0
   - marker lab-1748779200000-4242 not read back on mysql-1
   - mysql-1 restarted 2 times
@@ -525,6 +528,18 @@ Problems
   1. mysql-0, mysql-1 (error)
      cause: mysql-0 and mysql-1 both have server_id 1: replication stops with error 1593 (a replica ignores or refuses a source with its own server_id)
      fix:   fix the init container so that each pod gets server-id = ordinal + 1, then delete the pods so they restart with it
+  2. mysql-1 (error)
+     cause: mysql-1: IO thread is No (error 13117: mysql-0 and mysql-1 have the same server_id)
+     fix:   give each pod server-id = ordinal + 1
+  3. Service mysql-replicas (error)
+     cause: Service mysql-replicas routes to mysql-0, mysql-1, expected the replicas, not mysql-0
+     fix:   run `lab up`: it re-applies the Service's selector and puts the role labels back
+  4. validation (error)
+     cause: marker lab-1748779200000-4242 not read back on mysql-1
+     fix:   the replica's replication errors above say why; `lab verify` repeats the round trip
+  5. mysql-1 (warning)
+     cause: mysql-1 restarted 2 times
+     fix:   `kubectl logs -n database mysql-1 --previous` shows why the last run ended
 ";
         assert_eq!(render_table(&broken(), false), expected);
     }

@@ -8,11 +8,29 @@ use super::{HealthReport, Problem, Role, Severity, StepStatus, Verdict, WriteOut
 /// right after the validation write are normal.
 pub const LAG_TOLERANCE_SECONDS: u64 = 5;
 
-/// One rule that fired: how bad, and why in a sentence.
+/// One rule that fired: how bad, what it is about, why in a sentence, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reason {
     pub verdict: Verdict,
+    pub subject: String,
     pub text: String,
+    pub fix: String,
+}
+
+impl Reason {
+    /// The reason as a report problem: every BROKEN or DEGRADED verdict comes with the problems that caused it.
+    pub fn to_problem(&self) -> Problem {
+        Problem {
+            subject: self.subject.clone(),
+            severity: if self.verdict == Verdict::Broken {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
+            cause: self.text.clone(),
+            fix: self.fix.clone(),
+        }
+    }
 }
 
 /// HEALTHY unless a rule below fires; the worst rule wins. See [`reasons`] for the rules.
@@ -51,43 +69,82 @@ pub fn verdict(report: &HealthReport) -> Verdict {
 /// - a problem of severity warning.
 pub fn reasons(report: &HealthReport) -> Vec<Reason> {
     let mut found = Vec::new();
-    let mut broken = |text: String| {
+    let ns = report.namespace.as_str();
+    let mut broken = |subject: &str, text: String, fix: String| {
         found.push(Reason {
             verdict: Verdict::Broken,
+            subject: subject.to_string(),
             text,
+            fix,
         })
     };
 
     if report.pods.is_empty() {
-        broken(format!("no pods in namespace {}", report.namespace));
+        broken(
+            ns,
+            format!("no pods in namespace {ns}"),
+            "run `lab up` to build the lab (or pass -n NAMESPACE)".into(),
+        );
     }
-    for step in report.steps.iter().filter(|s| s.status == StepStatus::Failed) {
-        broken(format!("step \"{}\" failed: {}", step.name, step.detail));
+    // A step that stopped the command with an error has that error as a problem already (named after the step).
+    let failed_steps = report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed && !report.problems.iter().any(|p| p.subject == s.name));
+    for step in failed_steps {
+        broken(
+            &step.name,
+            format!("step \"{}\" failed: {}", step.name, step.detail),
+            "fix what the step names, then run `lab up` again: it resumes where it stopped".into(),
+        );
     }
     for pod in &report.pods {
+        let fix = || {
+            format!(
+                "`kubectl describe pod -n {ns} {}` shows why; `lab up` waits for it and names the cause",
+                pod.name
+            )
+        };
         if pod.phase != "Running" {
-            broken(format!("{} is {}", pod.name, pod.phase));
+            broken(&pod.name, format!("{} is {}", pod.name, pod.phase), fix());
         } else if !pod.ready {
-            broken(format!("{} is not ready", pod.name));
+            broken(&pod.name, format!("{} is not ready", pod.name), fix());
         }
     }
     for pvc in report.pvcs.iter().filter(|p| p.status != "Bound") {
-        broken(format!("PVC {} is {}", pvc.name, pvc.status));
+        broken(
+            &pvc.name,
+            format!("PVC {} is {}", pvc.name, pvc.status),
+            format!(
+                "`kubectl describe pvc -n {ns} {}` shows why (a claim needs a default StorageClass that can provision it)",
+                pvc.name
+            ),
+        );
     }
     for problem in identity_problems(&report.servers) {
-        broken(problem.cause);
+        broken(&problem.subject, problem.cause, problem.fix);
     }
     for server in &report.servers {
         match server.role {
-            Role::Primary if server.read_only => {
-                broken(format!("{} is the primary but read-only: writes fail", server.pod));
-            }
-            Role::Replica if !server.read_only => {
-                broken(format!("{} is a replica but not read-only", server.pod));
-            }
-            Role::Replica if !report.replicas.iter().any(|r| r.pod == server.pod) => {
-                broken(format!("{} is a replica without replication configured", server.pod));
-            }
+            Role::Primary if server.read_only => broken(
+                &server.pod,
+                format!("{} is the primary but read-only: writes fail", server.pod),
+                "the init container writes read-only=ON only for ordinals above 0: check its script, then delete \
+                 the pod so that it restarts with the right config"
+                    .into(),
+            ),
+            Role::Replica if !server.read_only => broken(
+                &server.pod,
+                format!("{} is a replica but not read-only", server.pod),
+                "the init container must write read-only=ON for every replica: check its script, then delete the \
+                 pod so that it restarts with it"
+                    .into(),
+            ),
+            Role::Replica if !report.replicas.iter().any(|r| r.pod == server.pod) => broken(
+                &server.pod,
+                format!("{} is a replica without replication configured", server.pod),
+                "run `lab up`: it configures every replica from the recorded binlog origin".into(),
+            ),
             _ => {}
         }
     }
@@ -97,11 +154,18 @@ pub fn reasons(report: &HealthReport) -> Vec<Reason> {
             ("SQL", &replica.sql_thread, &replica.last_sql_error),
         ] {
             if state != "Yes" {
-                let errno = error
-                    .as_ref()
-                    .map(|e| format!(" (error {})", e.errno))
-                    .unwrap_or_default();
-                broken(format!("{}: {thread} thread is {state}{errno}", replica.pod));
+                let (errno, fix) = match error {
+                    Some(error) => (format!(" (error {}: {})", error.errno, error.cause), error.fix.clone()),
+                    None => (
+                        String::new(),
+                        "run `lab up`: it starts a replica that points at the primary but is stopped".to_string(),
+                    ),
+                };
+                broken(
+                    &replica.pod,
+                    format!("{}: {thread} thread is {state}{errno}", replica.pod),
+                    fix,
+                );
             }
         }
     }
@@ -111,10 +175,14 @@ pub fn reasons(report: &HealthReport) -> Vec<Reason> {
         } else {
             service.endpoints.join(", ")
         };
-        broken(format!(
-            "Service {} routes to {endpoints}, expected {}",
-            service.name, service.expectation
-        ));
+        broken(
+            &format!("Service {}", service.name),
+            format!(
+                "Service {} routes to {endpoints}, expected {}",
+                service.name, service.expectation
+            ),
+            "run `lab up`: it re-applies the Service's selector and puts the role labels back".into(),
+        );
     }
     if let Some(validation) = report.validation.as_ref().filter(|v| !v.ok) {
         let missing: Vec<&str> = validation.missing_on.iter().map(|m| m.pod.as_str()).collect();
@@ -123,21 +191,31 @@ pub fn reasons(report: &HealthReport) -> Vec<Reason> {
         } else {
             format!(" on {}", missing.join(", "))
         };
-        broken(format!("marker {} not read back{on}", validation.marker));
+        broken(
+            "validation",
+            format!("marker {} not read back{on}", validation.marker),
+            "the replica's replication errors above say why; `lab verify` repeats the round trip".into(),
+        );
     }
     for test in &report.read_only {
         if test.outcome == WriteOutcome::Accepted && !test.ok {
-            broken(format!("{} accepted a write from {}", test.pod, test.account));
+            broken(
+                &test.pod,
+                format!("{} accepted a write from {}", test.pod, test.account),
+                "run `lab up`: it sets the read-only protection of every replica".into(),
+            );
         }
     }
     for problem in report.problems.iter().filter(|p| p.severity == Severity::Error) {
-        broken(problem.cause.clone());
+        broken(&problem.subject, problem.cause.clone(), problem.fix.clone());
     }
 
-    let mut degraded = |text: String| {
+    let mut degraded = |subject: &str, text: String, fix: String| {
         found.push(Reason {
             verdict: Verdict::Degraded,
+            subject: subject.to_string(),
             text,
+            fix,
         })
     };
     for pod in report.pods.iter().filter(|p| p.restarts > 0) {
@@ -147,20 +225,37 @@ pub fn reasons(report: &HealthReport) -> Vec<Reason> {
         } else {
             format!("{} ", pod.restarts)
         };
-        degraded(format!("{} restarted {count}{times}", pod.name));
+        degraded(
+            &pod.name,
+            format!("{} restarted {count}{times}", pod.name),
+            format!(
+                "`kubectl logs -n {ns} {} --previous` shows why the last run ended",
+                pod.name
+            ),
+        );
     }
     for replica in &report.replicas {
         if let Some(lag) = replica.seconds_behind.filter(|s| *s > LAG_TOLERANCE_SECONDS) {
-            degraded(format!("{} is {lag}s behind the primary", replica.pod));
+            degraded(
+                &replica.pod,
+                format!("{} is {lag}s behind the primary", replica.pod),
+                "a burst of writes catches up by itself; if the lag keeps growing, look at the replica's SQL \
+                 thread (`lab status`)"
+                    .into(),
+            );
         }
     }
     for server in &report.servers {
         if server.role == Role::Replica && server.super_read_only == Some(false) {
-            degraded(format!("{}: super_read_only is OFF, root can write", server.pod));
+            degraded(
+                &server.pod,
+                format!("{}: super_read_only is OFF, root can write", server.pod),
+                "run `lab up`: it sets super_read_only on every MySQL replica (SET PERSIST)".into(),
+            );
         }
     }
     for problem in report.problems.iter().filter(|p| p.severity == Severity::Warning) {
-        degraded(problem.cause.clone());
+        degraded(&problem.subject, problem.cause.clone(), problem.fix.clone());
     }
 
     found.sort_by_key(|r| std::cmp::Reverse(r.verdict));
@@ -319,11 +414,51 @@ mod tests {
                 "BROKEN: mysql-1 is not ready",
                 "BROKEN: mysql-client is Pending",
                 "BROKEN: PVC data-mysql-1 is Pending",
-                "BROKEN: mysql-1: IO thread is Connecting (error 2061)",
+                "BROKEN: mysql-1: IO thread is Connecting (error 2061: c)",
                 "BROKEN: mysql-1: SQL thread is No",
                 "BROKEN: Service mysql-replicas routes to nothing, expected the replicas, not mysql-0",
             ]
         );
+    }
+
+    #[test]
+    fn every_reason_behind_the_verdict_is_a_problem_with_a_fix() {
+        let mut report = healthy();
+        report.replicas[0].sql_thread = "No".into();
+        report.replicas[0].last_sql_error = Some(ErrorReport {
+            errno: 1062,
+            message: "Duplicate entry '2' for key 'PRIMARY'".into(),
+            cause: "a row was written on the replica".into(),
+            fix: "delete the row on the replica, then START REPLICA SQL_THREAD".into(),
+        });
+        report.replicas[0].io_thread = "No".into();
+        report.finalize();
+        assert_eq!(report.verdict, Verdict::Broken);
+        let problems: Vec<(&str, Severity, &str, &str)> = report
+            .problems
+            .iter()
+            .map(|p| (p.subject.as_str(), p.severity, p.cause.as_str(), p.fix.as_str()))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                (
+                    "mysql-1",
+                    Severity::Error,
+                    "mysql-1: IO thread is No",
+                    "run `lab up`: it starts a replica that points at the primary but is stopped"
+                ),
+                (
+                    "mysql-1",
+                    Severity::Error,
+                    "mysql-1: SQL thread is No (error 1062: a row was written on the replica)",
+                    "delete the row on the replica, then START REPLICA SQL_THREAD"
+                ),
+            ]
+        );
+        let again = report.clone();
+        report.finalize();
+        assert_eq!(report.problems, again.problems, "finalize adds each problem once");
     }
 
     #[test]
