@@ -12,8 +12,31 @@ use super::error::ClusterError;
 /// Short: an unreachable cluster should be reported in seconds. Reads stay unlimited for watches and port-forwards.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How the default kubeconfig is named in messages when neither `--kubeconfig` nor `--context` is given.
-const DEFAULT_KUBECONFIG: &str = "$KUBECONFIG or ~/.kube/config";
+/// The kubeconfig kube-client reads when `--kubeconfig` is not given, named in messages by its real path: the
+/// files in `$KUBECONFIG` (merged, as kubectl does), else `~/.kube/config`.
+fn default_kubeconfig() -> String {
+    describe_default_kubeconfig(
+        std::env::var_os("KUBECONFIG").as_deref(),
+        std::env::var_os("HOME").as_deref(),
+    )
+}
+
+/// Pure: `$KUBECONFIG`'s files if it is set and not empty, else `$HOME/.kube/config`.
+pub(super) fn describe_default_kubeconfig(
+    kubeconfig_env: Option<&std::ffi::OsStr>,
+    home: Option<&std::ffi::OsStr>,
+) -> String {
+    match kubeconfig_env.filter(|value| !value.is_empty()) {
+        Some(paths) => {
+            let paths: Vec<String> = std::env::split_paths(paths).map(|p| p.display().to_string()).collect();
+            format!("{} (from $KUBECONFIG)", paths.join(", "))
+        }
+        None => match home {
+            Some(home) => std::path::Path::new(home).join(".kube/config").display().to_string(),
+            None => "~/.kube/config ($HOME is not set)".to_string(),
+        },
+    }
+}
 
 /// Which cluster to talk to, straight from `--kubeconfig` and `--context`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,12 +57,12 @@ pub(super) async fn connect(target: &ClusterTarget) -> Result<Connection, Cluste
     let (mut config, context, kubeconfig) = match (&target.kubeconfig, &target.context) {
         (None, None) => {
             let config = Config::infer().await.map_err(|e| ClusterError::Kubeconfig {
-                kubeconfig: DEFAULT_KUBECONFIG.to_string(),
+                kubeconfig: default_kubeconfig(),
                 message: error_chain(&e),
             })?;
             // Only for messages: infer() does not say which context it took.
             let context = Kubeconfig::read().ok().and_then(|k| k.current_context);
-            (config, context, DEFAULT_KUBECONFIG.to_string())
+            (config, context, default_kubeconfig())
         }
         (path, requested) => {
             let (file, source) = match path {
@@ -53,10 +76,10 @@ pub(super) async fn connect(target: &ClusterTarget) -> Result<Connection, Cluste
                 }
                 None => {
                     let file = Kubeconfig::read().map_err(|e| ClusterError::Kubeconfig {
-                        kubeconfig: DEFAULT_KUBECONFIG.to_string(),
+                        kubeconfig: default_kubeconfig(),
                         message: error_chain(&e),
                     })?;
-                    (file, DEFAULT_KUBECONFIG.to_string())
+                    (file, default_kubeconfig())
                 }
             };
             let context = choose_context(&file, requested.as_deref(), &source)?;
@@ -139,6 +162,23 @@ pub(super) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_name_the_kubeconfig_by_its_real_path() {
+        use std::ffi::OsStr;
+        assert_eq!(
+            describe_default_kubeconfig(None, Some(OsStr::new("/home/ada"))),
+            "/home/ada/.kube/config"
+        );
+        assert_eq!(
+            describe_default_kubeconfig(Some(OsStr::new("")), Some(OsStr::new("/root"))),
+            "/root/.kube/config"
+        );
+        assert_eq!(
+            describe_default_kubeconfig(Some(OsStr::new("/tmp/a.yaml:/tmp/b.yaml")), Some(OsStr::new("/root"))),
+            "/tmp/a.yaml, /tmp/b.yaml (from $KUBECONFIG)"
+        );
+    }
 
     fn kubeconfig(current: Option<&str>) -> Kubeconfig {
         let current = current.map(|c| format!("current-context: {c}\n")).unwrap_or_default();
