@@ -141,41 +141,44 @@ impl Cluster {
     }
 
     /// What a namespace deletion takes along, for the report.
+    /// What `lab` created in the namespace (everything carries its label, the StatefulSet's pods and claims
+    /// through the templates), named for the outcome. The namespace deletion takes the rest as well (a real cluster
+    /// adds token Secrets and ConfigMaps of its own), but those were never `lab`'s to report.
     async fn inventory(&self, namespace: &str) -> Result<Vec<String>, ClusterError> {
-        let all = ListParams::default();
+        let lab = lab_objects();
         let mut found = Vec::new();
         found.extend(
-            self.names::<StatefulSet>(namespace, &all)
+            self.names::<StatefulSet>(namespace, &lab)
                 .await?
                 .into_iter()
                 .map(|n| format!("StatefulSet {n}")),
         );
         found.extend(
-            self.names::<Pod>(namespace, &all)
+            self.names::<Pod>(namespace, &lab)
                 .await?
                 .into_iter()
                 .map(|n| format!("Pod {n}")),
         );
         found.extend(
-            self.names::<Service>(namespace, &all)
+            self.names::<Service>(namespace, &lab)
                 .await?
                 .into_iter()
                 .map(|n| format!("Service {n}")),
         );
         found.extend(
-            self.names::<Secret>(namespace, &all)
+            self.names::<Secret>(namespace, &lab)
                 .await?
                 .into_iter()
                 .map(|n| format!("Secret {n}")),
         );
         found.extend(
-            self.names::<ConfigMap>(namespace, &lab_objects())
+            self.names::<ConfigMap>(namespace, &lab)
                 .await?
                 .into_iter()
                 .map(|n| format!("ConfigMap {n}")),
         );
         found.extend(
-            self.names::<PersistentVolumeClaim>(namespace, &all)
+            self.names::<PersistentVolumeClaim>(namespace, &lab)
                 .await?
                 .into_iter()
                 .map(|n| format!("PersistentVolumeClaim {n}")),

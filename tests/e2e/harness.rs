@@ -187,3 +187,30 @@ pub fn claim_of(pod: &Value) -> String {
 pub fn kubeconfig(sim: &Kubesim) -> PathBuf {
     sim.kubeconfig_path().to_path_buf()
 }
+
+/// Runs the real `kubectl` against the simulator with `stdin` as its input; returns stdout, failing the test with
+/// stderr when kubectl fails.
+pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("kubectl does not run ({e}): install kubectl 1.30 or later"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write kubectl's stdin");
+    let Output { status, stdout, stderr } = child.wait_with_output().expect("kubectl runs");
+    assert!(
+        status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&stderr)
+    );
+    String::from_utf8_lossy(&stdout).into_owned()
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{claim_of, delete_pod_and_wait, kubeconfig, lab, sql, start_sim};
+use crate::harness::{claim_of, delete_pod_and_wait, kubeconfig, kubectl, lab, sql, start_sim};
 
 const NS: &str = "database";
 
@@ -211,7 +211,33 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
         rows(&sim, "mysql-0") > rows_before_teardown,
         "the old rows are back, plus a new marker"
     );
-    lab(&kc, &["teardown", "--yes"]).assert_code(0);
+    // The cluster, not lab, puts objects of its own in the namespace (a real one adds service-account token
+    // Secrets and the kube-root-ca.crt ConfigMap): teardown deletes them with the namespace but reports only what
+    // lab created.
+    kubectl(
+        &kc,
+        &["apply", "--validate=false", "-f", "-"],
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: default-token-x7k2p\n  namespace: database\n\
+         type: Opaque\nstringData:\n  token: not-lab\n",
+    );
+    let teardown = lab(&kc, &["teardown", "--yes", "-o", "json"]);
+    teardown.assert_code(0);
+    let deleted: Vec<String> = teardown.json()["deleted"]
+        .as_array()
+        .expect("deleted")
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
+    assert!(deleted.contains(&"StatefulSet mysql".to_string()), "{deleted:?}");
+    assert!(deleted.contains(&"Secret mysql-secret".to_string()), "{deleted:?}");
+    assert!(
+        deleted.contains(&"PersistentVolumeClaim data-mysql-2".to_string()),
+        "{deleted:?}"
+    );
+    assert!(
+        !deleted.iter().any(|d| d.contains("default-token")),
+        "teardown reports only what lab created: {deleted:?}"
+    );
     let namespaces = sim.objects("namespaces", None);
     assert!(
         namespaces.iter().all(|n| n["metadata"]["name"] != NS),
