@@ -77,13 +77,32 @@ pub struct ManifestArgs {
     #[arg(long, value_name = "IMAGE", default_value = "mysql:8.4")]
     pub image: String,
 
-    /// Pods in the StatefulSet: mysql-0 is the primary, the others are replicas.
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub replicas: u32,
+    /// Pods in the StatefulSet, 1 to 9: mysql-0 is the primary, the others are replicas [default: the running
+    /// lab's size (kept when someone scaled it with kubectl), else the manifests' 2].
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_replicas)]
+    pub replicas: Option<u32>,
 
     /// Use the manifests in DIR (*.yaml, applied in file-name order) instead of the built-in ones.
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
+}
+
+/// The most pods a lab runs. Every pod is a whole database server (a MySQL server needs about 400 MiB) with a 5 GiB
+/// claim, on a cluster that usually is one laptop: more than a primary and 8 replicas teaches nothing more and
+/// starves the machine.
+pub const MAX_REPLICAS: u32 = 9;
+
+/// `--replicas`: a whole number from 1 to [`MAX_REPLICAS`]; clap prefixes the flag's name to the message.
+fn parse_replicas(value: &str) -> Result<u32, String> {
+    let range = format!(
+        "1 (mysql-0, the primary, alone) to {MAX_REPLICAS} (a primary and {} replicas)",
+        MAX_REPLICAS - 1
+    );
+    match value.trim().parse::<i64>() {
+        Ok(n) if (1..=i64::from(MAX_REPLICAS)).contains(&n) => Ok(n as u32),
+        Ok(_) => Err(format!("the number of pods must be from {range}")),
+        Err(_) => Err(format!("not a whole number; the number of pods must be from {range}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +147,33 @@ mod tests {
     }
 
     #[test]
+    fn replicas_out_of_range_names_the_flag_and_the_range() {
+        for (value, tail) in [
+            ("-1", "the number of pods must be from 1"),
+            ("0", "the number of pods must be from 1"),
+            ("10", "the number of pods must be from 1"),
+            ("two", "not a whole number"),
+        ] {
+            let error = Cli::try_parse_from(["lab", "up", "--replicas", value])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(&format!("invalid value '{value}' for '--replicas <N>': {tail}")),
+                "{value}: {error}"
+            );
+            assert!(error.contains("to 9 (a primary and 8 replicas)"), "{error}");
+        }
+        let Command::Up(up) = Cli::try_parse_from(["lab", "up", "--replicas", "9"]).unwrap().command else {
+            panic!("expected up")
+        };
+        assert_eq!(up.manifests.replicas, Some(9));
+        let Command::Up(up) = Cli::try_parse_from(["lab", "up"]).unwrap().command else {
+            panic!("expected up")
+        };
+        assert_eq!(up.manifests.replicas, None, "no flag: the running lab's size is kept");
+    }
+
+    #[test]
     fn global_flags_work_after_the_subcommand() {
         let cli =
             Cli::try_parse_from(["lab", "up", "-n", "db2", "-o", "json", "--replicas", "3"]).expect("valid arguments");
@@ -136,7 +182,7 @@ mod tests {
         let Command::Up(up) = cli.command else {
             panic!("expected up")
         };
-        assert_eq!(up.manifests.replicas, 3);
+        assert_eq!(up.manifests.replicas, Some(3));
         assert_eq!(up.manifests.image, "mysql:8.4");
     }
 }

@@ -226,6 +226,14 @@ impl ManifestSet {
         Ok(self)
     }
 
+    /// [`Self::with_replicas`] when a count is given; the manifests' own otherwise.
+    pub fn with_replicas_if(self, replicas: Option<u32>) -> Result<Self, ManifestError> {
+        match replicas {
+            Some(replicas) => self.with_replicas(replicas),
+            None => Ok(self),
+        }
+    }
+
     /// Moves everything into namespace `namespace`: renames the Namespace object, sets `metadata.namespace`
     /// on every namespaced object and rewrites DNS names that embed the old namespace (`….<old>.svc…`).
     pub fn with_namespace(mut self, namespace: &str) -> Result<Self, ManifestError> {

@@ -93,7 +93,8 @@ impl Settings {
 #[derive(Debug, Clone)]
 pub struct ManifestSettings {
     pub image: String,
-    pub replicas: u32,
+    /// `--replicas`; `None` keeps the running lab's size, or the manifests' for a new lab.
+    pub replicas: Option<u32>,
     pub dir: Option<PathBuf>,
 }
 

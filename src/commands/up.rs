@@ -31,7 +31,7 @@ pub fn load_manifests(manifests: &ManifestSettings, namespace: &str) -> anyhow::
     Ok(set
         .with_namespace(namespace)?
         .with_image(&manifests.image)?
-        .with_replicas(manifests.replicas)?)
+        .with_replicas_if(manifests.replicas)?)
 }
 
 pub async fn run(
@@ -43,7 +43,6 @@ pub async fn run(
     let deadline = Instant::now() + settings.timeout;
     let namespace = settings.namespace.as_str();
     let set = load_manifests(manifests, namespace)?;
-    let objects: Vec<_> = set.objects().cloned().collect();
     let cluster = connect_cluster(settings).await?;
     reporter.note(&format!(
         "cluster {} (context {}), namespace {namespace}",
@@ -61,6 +60,20 @@ pub async fn run(
             Ok(Step::passed(describe_preflight(&preflight), ()))
         })
         .await?;
+
+    let running = cluster.statefulset_replicas(namespace, STATEFULSET).await?;
+    let set = match (manifests.replicas, running) {
+        // Someone scaled the lab (`kubectl scale`, the tutorial's section 8): keep its size, configure the pods.
+        (None, Some(pods)) if pods != set.replicas() && pods > 0 => {
+            reporter.note(&format!(
+                "keeping the {pods} pods StatefulSet {STATEFULSET} runs now; pass --replicas N to change that"
+            ));
+            set.with_replicas(pods)?
+        }
+        _ => set,
+    };
+    let pods = set.replicas();
+    let objects: Vec<_> = set.objects().cloned().collect();
 
     runner
         .run("apply manifests", async {
@@ -96,7 +109,7 @@ pub async fn run(
         .await?;
 
     let mut replicas = Vec::new();
-    for ordinal in 1..manifests.replicas {
+    for ordinal in 1..pods {
         let pod = pod_name(ordinal);
         let session = runner
             .run(

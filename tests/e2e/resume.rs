@@ -3,7 +3,7 @@
 //! each followed by the next run, which must get at least to the next point; and a replica stopped by a person is
 //! started by `lab up`, not waited on.
 
-use crate::harness::{kubeconfig, lab, lab_with_env, sql, start_sim};
+use crate::harness::{kubeconfig, kubectl, lab, lab_with_env, sql, start_sim};
 
 const NS: &str = "resume";
 
@@ -93,4 +93,26 @@ fn up_resumes_after_an_interruption_at_every_step_boundary_and_inside_every_step
         "{configure}"
     );
     assert_eq!(report["verdict"], "HEALTHY", "{report:#}");
+
+    // The tutorial's section 8: someone scales the StatefulSet with kubectl. A plain `lab up` keeps that size and
+    // configures the new replica instead of scaling back to the manifests' 2.
+    kubectl(&kc, &["scale", "statefulset", "mysql", "-n", NS, "--replicas=3"], "");
+    let scaled = lab(&kc, &["up", "-n", NS, "-o", "json", "--timeout", "120"]);
+    scaled.assert_code(0);
+    scaled.assert_stderr_contains("keeping the 3 pods StatefulSet mysql runs now");
+    let report = scaled.json();
+    assert_eq!(report["verdict"], "HEALTHY", "{report:#}");
+    let replicas: Vec<&str> = report["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pod"].as_str().unwrap())
+        .collect();
+    assert_eq!(replicas, ["mysql-1", "mysql-2"]);
+    let set = sim
+        .objects("statefulsets", Some(NS))
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "mysql")
+        .expect("the StatefulSet");
+    assert_eq!(set["spec"]["replicas"], 3, "lab up kept the size kubectl set");
 }
