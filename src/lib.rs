@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod commands;
 pub mod database;
 pub mod exit;
+pub mod image;
 pub mod interrupt;
 pub mod manifests;
 pub mod output;

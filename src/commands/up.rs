@@ -15,6 +15,7 @@ use crate::database::{
     Coordinates, Credentials, ReplicaStatus, SourceConfig, ThreadState, is_transient_replication_error,
 };
 use crate::exit::UsageError;
+use crate::image::{check_database_image, substitution_note};
 use crate::interrupt::checkpoint;
 use crate::manifests::DATABASE_CONTAINER;
 use crate::manifests::ManifestSet;
@@ -24,6 +25,7 @@ use crate::settings::{ManifestSettings, Settings};
 
 /// Loads the manifests and applies the `--image`, `--replicas` and `--namespace` edits to the parsed objects.
 pub fn load_manifests(manifests: &ManifestSettings, namespace: &str) -> anyhow::Result<ManifestSet> {
+    check_database_image(&manifests.image).map_err(|refused| UsageError::new(refused.to_string()))?;
     let set = match &manifests.dir {
         Some(dir) => ManifestSet::from_dir(dir)?,
         None => ManifestSet::embedded(),
@@ -94,11 +96,20 @@ pub async fn run(
 
     let accounts = Accounts::from_secret(&cluster.secret_values(namespace, SECRET).await?)?;
 
+    let image_flavor = check_database_image(&manifests.image).map(|image| image.flavor).ok();
     let mut primary = runner
-        .run(
-            "wait for mysql-0",
-            wait_for_database(&cluster, namespace, PRIMARY_POD, &accounts.root, deadline, reporter),
-        )
+        .run("wait for mysql-0", async {
+            let mut step =
+                wait_for_database(&cluster, namespace, PRIMARY_POD, &accounts.root, deadline, reporter).await?;
+            let version = step.value.db.version();
+            let note = image_flavor
+                .and_then(|expected| substitution_note(&manifests.image, expected, version.flavor, &version.raw));
+            if let Some(note) = note {
+                reporter.note(&note);
+                step.detail = format!("{}; {note}", step.detail);
+            }
+            Ok(step)
+        })
         .await?;
 
     let origin = runner

@@ -69,6 +69,23 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
     let sim = start_sim();
     let kc = kubeconfig(&sim);
 
+    // Bad input is refused before anything reaches the cluster, with exit 2 and a message naming the problem.
+    lab(&kc, &["up", "--image", "nginx:1.27"])
+        .assert_code(2)
+        .assert_stderr_contains("\"nginx\" is not a MySQL or MariaDB server image");
+    lab(&kc, &["up", "--image", "mysql:5.7"])
+        .assert_code(2)
+        .assert_stderr_contains("MySQL 5.7 is too old");
+    lab(&kc, &["up", "--replicas", "-1"])
+        .assert_code(2)
+        .assert_stderr_contains("invalid value '-1' for '--replicas <N>'");
+    assert!(
+        sim.objects("namespaces", None)
+            .iter()
+            .all(|n| n["metadata"]["name"] != NS),
+        "nothing was applied"
+    );
+
     // a. From nothing.
     let first = lab(&kc, &["up", "-o", "json"]);
     first.assert_code(0);
@@ -101,6 +118,14 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
     );
     let steps = report["steps"].as_array().unwrap();
     assert!(steps.len() >= 8, "{steps:?}");
+    let primary_wait = steps.iter().find(|s| s["name"] == "wait for mysql-0").unwrap();
+    assert!(
+        primary_wait["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the image is mysql:8.4, but the server is MariaDB"),
+        "the simulator's substitution is said: {primary_wait}"
+    );
     assert!(
         steps.iter().all(|s| s["duration_ms"].is_u64()),
         "every step has a duration: {steps:?}"
