@@ -368,6 +368,9 @@ fn parse_file(name: &str, text: &str) -> Result<ManifestFile, ManifestError> {
                 "quote the value",
             ));
         }
+        if let Some(field) = first_unknown_field(&value) {
+            return Err(unknown_field_error(&value, &field, invalid));
+        }
         let object = serde_json::from_value::<DynamicObject>(value)
             .map_err(|error| invalid(format!("not a Kubernetes object ({error})"), "fix the metadata fields"))?;
         objects.push(object);
@@ -376,6 +379,104 @@ fn parse_file(name: &str, text: &str) -> Result<ManifestFile, ManifestError> {
         name: name.to_owned(),
         objects,
     })
+}
+
+/// The first field (as `spec.volumeClaimTemplates[0].spec`) that the object's Kubernetes type does not have, as
+/// a real API server finds it with strict field validation (kubectl's default): the typed object is decoded, encoded
+/// again, and whatever did not survive the round trip is unknown. Kinds outside the ones a lab uses are left to the
+/// server.
+fn first_unknown_field(object: &Value) -> Option<String> {
+    use k8s_openapi::api::{apps, core, networking, policy};
+    fn round_trip<K: serde::de::DeserializeOwned + serde::Serialize>(object: &Value) -> Option<Value> {
+        // A type error (a string where a number belongs) is for the server to name; here only unknown fields count.
+        serde_json::from_value::<K>(object.clone())
+            .ok()
+            .and_then(|typed| serde_json::to_value(typed).ok())
+    }
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let typed = match (api_version, kind) {
+        ("v1", "Namespace") => round_trip::<core::v1::Namespace>(object),
+        ("v1", "Service") => round_trip::<core::v1::Service>(object),
+        ("v1", "Secret") => round_trip::<core::v1::Secret>(object),
+        ("v1", "ConfigMap") => round_trip::<core::v1::ConfigMap>(object),
+        ("v1", "Pod") => round_trip::<core::v1::Pod>(object),
+        ("v1", "PersistentVolumeClaim") => round_trip::<core::v1::PersistentVolumeClaim>(object),
+        ("v1", "ServiceAccount") => round_trip::<core::v1::ServiceAccount>(object),
+        ("apps/v1", "StatefulSet") => round_trip::<apps::v1::StatefulSet>(object),
+        ("networking.k8s.io/v1", "NetworkPolicy") => round_trip::<networking::v1::NetworkPolicy>(object),
+        ("policy/v1", "PodDisruptionBudget") => round_trip::<policy::v1::PodDisruptionBudget>(object),
+        _ => None,
+    }?;
+    lost_field(object, &typed, String::new())
+}
+
+/// The first path present (and not null) in `original` but absent from `kept`.
+fn lost_field(original: &Value, kept: &Value, path: String) -> Option<String> {
+    match (original, kept) {
+        (Value::Object(original), Value::Object(kept)) => original.iter().find_map(|(key, value)| {
+            let here = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            match kept.get(key) {
+                None if !value.is_null() => Some(here),
+                None => None,
+                Some(kept) => lost_field(value, kept, here),
+            }
+        }),
+        (Value::Array(original), Value::Array(kept)) => original
+            .iter()
+            .zip(kept)
+            .enumerate()
+            .find_map(|(i, (value, kept))| lost_field(value, kept, format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+fn unknown_field_error(object: &Value, field: &str, invalid: impl Fn(String, &str) -> ManifestError) -> ManifestError {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let problem = format!(
+        "{kind} {name} has the unknown field \"{field}\" (a Kubernetes API server refuses it: strict decoding error)"
+    );
+    if kind == "StatefulSet" && field == "spec.spec" {
+        invalid(
+            problem,
+            "this is the tutorial's volumeClaimTemplates mistake: the claim template's `spec:` is indented one level \
+             too high, so it lands in the StatefulSet's spec and the template has no accessModes or storage request; \
+             indent `spec:` under `- metadata:` (aligned with `metadata:`)",
+        )
+    } else {
+        invalid(
+            problem,
+            &format!(
+                "remove it or fix its indentation (`kubectl explain {}.{}` lists the fields there)",
+                kind.to_lowercase(),
+                explain_path(field)
+            ),
+        )
+    }
+}
+
+/// The parent of `field` as `kubectl explain` takes it: `spec.ports` for `spec.ports[0].protocl`.
+fn explain_path(field: &str) -> String {
+    let parent = field.rsplit_once('.').map_or("", |(parent, _)| parent);
+    let mut path = String::new();
+    let mut in_index = false;
+    for c in parent.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if !in_index => path.push(c),
+            _ => {}
+        }
+    }
+    path
 }
 
 fn syntax_error(file: &str, error: &serde_saphyr::Error) -> ManifestError {
@@ -877,6 +978,43 @@ mod tests {
              indicator: fix the YAML (check the indentation of the lines above)"
         );
         assert_eq!(error.exit_status(), ExitStatus::Usage);
+    }
+
+    #[test]
+    fn the_tutorials_claim_template_mistake_in_valid_yaml_is_rejected_as_an_unknown_field() {
+        // Valid YAML, as a student who fixed the syntax error by moving `- metadata:` left writes it: `spec:` now
+        // belongs to the StatefulSet's spec.
+        let text = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: mysql\nspec:\n  replicas: 2\n  \
+                    serviceName: mysql-headless\n  volumeClaimTemplates:\n  - metadata:\n      name: data\n  spec:\n    \
+                    accessModes: [\"ReadWriteOnce\"]\n    resources:\n      requests:\n        storage: 5Gi\n";
+        let error = parse_file("03-statefulset.yaml", text).expect_err("an unknown field");
+        assert_eq!(
+            error.to_string(),
+            "03-statefulset.yaml line 1: StatefulSet mysql has the unknown field \"spec.spec\" (a Kubernetes API \
+             server refuses it: strict decoding error): this is the tutorial's volumeClaimTemplates mistake: the \
+             claim template's `spec:` is indented one level too high, so it lands in the StatefulSet's spec and the \
+             template has no accessModes or storage request; indent `spec:` under `- metadata:` (aligned with \
+             `metadata:`)"
+        );
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+    }
+
+    #[test]
+    fn unknown_fields_anywhere_are_named_with_their_path() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: mysql-primary\nspec:\n  ports:\n  - port: 3306\n    \
+                    targetPort: 3306\n    protocl: TCP\n";
+        let error = parse_file("04.yaml", text).expect_err("a typo");
+        assert_eq!(
+            error.to_string(),
+            "04.yaml line 1: Service mysql-primary has the unknown field \"spec.ports[0].protocl\" (a Kubernetes API \
+             server refuses it: strict decoding error): remove it or fix its indentation (`kubectl explain \
+             service.spec.ports` lists the fields there)"
+        );
+        // Every built-in manifest survives the round trip whole: nothing lab ships is unknown.
+        for object in ManifestSet::embedded().objects() {
+            let value = serde_json::to_value(object).unwrap();
+            assert_eq!(first_unknown_field(&value), None, "{value:#}");
+        }
     }
 
     #[test]
