@@ -12,6 +12,7 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 
 use crate::exit::{Classify, ExitStatus};
+use crate::secret::SecretString;
 
 /// The manifests shipped with `lab`, in apply order.
 const EMBEDDED: [(&str, &str); 7] = [
@@ -298,6 +299,12 @@ impl ManifestSet {
                 let yaml = serde_saphyr::to_string(&object)
                     .expect("a DynamicObject (JSON values only) always serialises to YAML");
                 let _ = writeln!(out, "---\n# Source: {}", file.name);
+                if is_withheld(&object) {
+                    out.push_str(
+                        "# Values withheld (lab render --show-secrets prints them). Applied as it is, this Secret \
+                         keeps the cluster's values.\n",
+                    );
+                }
                 out.push_str(&yaml);
                 if !yaml.ends_with('\n') {
                     out.push('\n');
@@ -305,6 +312,38 @@ impl ManifestSet {
             }
         }
         out
+    }
+
+    /// Every object in apply order but the Secrets named in `kept` (withheld ones the cluster keeps).
+    pub fn objects_except_secrets<'a>(&'a self, kept: &'a [String]) -> impl Iterator<Item = &'a DynamicObject> {
+        self.objects().filter(move |o| {
+            !(kind_of(o) == "Secret" && o.metadata.name.as_ref().is_some_and(|name| kept.contains(name)))
+        })
+    }
+
+    /// Names of the Secrets rendered without their values ([`WITHHELD_ANNOTATION`]): `lab up` keeps the cluster's.
+    pub fn withheld_secrets(&self) -> Vec<String> {
+        self.objects()
+            .filter(|o| is_withheld(o))
+            .filter_map(|o| o.metadata.name.clone())
+            .collect()
+    }
+
+    /// The value of `key` in Secret `name` as the manifests declare it (`stringData` first, then base64 `data`).
+    pub fn secret_value(&self, name: &str, key: &str) -> Option<SecretString> {
+        let secret = self
+            .objects()
+            .find(|o| kind_of(o) == "Secret" && o.metadata.name.as_deref() == Some(name))?;
+        if let Some(value) = secret
+            .data
+            .pointer(&format!("/stringData/{key}"))
+            .and_then(Value::as_str)
+        {
+            return Some(SecretString::new(value));
+        }
+        let encoded = secret.data.pointer(&format!("/data/{key}"))?.clone();
+        let bytes: k8s_openapi::ByteString = serde_json::from_value(encoded).ok()?;
+        String::from_utf8(bytes.0).ok().map(SecretString::new)
     }
 
     fn statefulset(&self) -> &DynamicObject {
@@ -680,25 +719,47 @@ fn rewrite_dns_names(value: &mut Value, old: &str, new: &str) {
 /// Whether `render_yaml` prints the values of Secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretValues {
-    /// Every value of a Secret's `data` and `stringData` shows as `<redacted>` (the default of `lab render`).
+    /// Secrets without their values (the default of `lab render`): see [`WITHHELD_ANNOTATION`].
     Redacted,
     /// The values as they are applied (`lab render --show-secrets`), for a copy that can be applied.
     Shown,
 }
 
-/// A copy of the object with a Secret's values replaced; other kinds are returned unchanged.
+/// On a Secret rendered without its values, the names of the keys it had. Such a copy can still be applied: it has
+/// no `data` or `stringData`, so `kubectl apply` leaves the cluster's values alone, and `lab up --manifests` keeps
+/// the cluster's Secret instead of applying it. A placeholder value would be applied as the password.
+pub const WITHHELD_ANNOTATION: &str = "lab.dev/values-withheld";
+
+/// A copy of the object with a Secret's values removed and their keys listed in [`WITHHELD_ANNOTATION`]; other
+/// kinds are returned unchanged.
 fn redact_secret(object: &DynamicObject) -> DynamicObject {
     let mut object = object.clone();
-    if object.types.as_ref().is_some_and(|t| t.kind == "Secret") {
-        for field in ["data", "stringData"] {
-            if let Some(values) = object.data.get_mut(field).and_then(serde_json::Value::as_object_mut) {
-                for value in values.values_mut() {
-                    *value = serde_json::Value::String("<redacted>".into());
-                }
+    if kind_of(&object) == "Secret" {
+        let mut keys = Vec::new();
+        for field in ["stringData", "data"] {
+            if let Some(Value::Object(values)) = object.data.as_object_mut().and_then(|o| o.remove(field)) {
+                keys.extend(values.keys().cloned());
             }
         }
+        object
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(WITHHELD_ANNOTATION.to_string(), keys.join(","));
     }
     object
+}
+
+fn is_withheld(object: &DynamicObject) -> bool {
+    kind_of(object) == "Secret"
+        && object
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(WITHHELD_ANNOTATION))
+        && ["data", "stringData"]
+            .iter()
+            .all(|field| object.data.get(*field).is_none_or(Value::is_null))
 }
 
 #[cfg(test)]
@@ -1115,13 +1176,58 @@ mod tests {
         for password in ["replpass", "probepass", "MYSQL_ROOT_PASSWORD: root"] {
             assert!(!redacted.contains(password), "{password} printed:\n{redacted}");
         }
-        assert!(redacted.contains("REPLICATION_PASSWORD: <redacted>"), "{redacted}");
+        assert!(
+            redacted.contains(
+                "# Values withheld (lab render --show-secrets prints them). Applied as it is, this Secret keeps the \
+                 cluster's values.\n"
+            ),
+            "{redacted}"
+        );
         assert!(
             set.render_yaml(SecretValues::Shown)
                 .contains("REPLICATION_PASSWORD: replpass")
         );
         // Only Secrets are touched.
         assert!(redacted.contains("image: mysql:8.4"));
+
+        // The redacted copy parses back as a Secret with no values at all (nothing a server would store as a
+        // password) and the names of its keys; `lab up` recognises it and keeps the cluster's Secret.
+        let reparsed = parse_file("rendered.yaml", &redacted).expect("the redacted copy parses");
+        let secret = reparsed
+            .objects
+            .iter()
+            .find(|o| kind_of(o) == "Secret")
+            .expect("the Secret is still there");
+        assert!(secret.data.get("stringData").is_none() && secret.data.get("data").is_none());
+        assert_eq!(
+            secret.metadata.annotations.as_ref().unwrap()[WITHHELD_ANNOTATION],
+            "MYSQL_ROOT_PASSWORD,PROBE_PASSWORD,REPLICATION_PASSWORD,REPLICATION_USER"
+        );
+        assert!(is_withheld(secret));
+        assert_eq!(set.withheld_secrets(), Vec::<String>::new());
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("lab.yaml"), &redacted).expect("write");
+        let from_render = ManifestSet::from_dir(dir.path()).expect("the redacted copy is valid manifests");
+        assert_eq!(from_render.withheld_secrets(), vec!["mysql-secret".to_string()]);
+    }
+
+    #[test]
+    fn declared_secret_values_are_read_from_string_data_or_base64_data() {
+        let set = ManifestSet::embedded();
+        assert_eq!(
+            set.secret_value("mysql-secret", "MYSQL_ROOT_PASSWORD")
+                .map(|v| v.expose().to_string()),
+            Some("root".to_string())
+        );
+        assert!(set.secret_value("mysql-secret", "NOPE").is_none());
+        let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  MYSQL_ROOT_PASSWORD: c2VjcmV0\n";
+        let file = parse_file("s.yaml", text).expect("parses");
+        let set = ManifestSet { files: vec![file] };
+        assert_eq!(
+            set.secret_value("s", "MYSQL_ROOT_PASSWORD")
+                .map(|v| v.expose().to_string()),
+            Some("secret".to_string())
+        );
     }
 
     #[test]

@@ -74,6 +74,28 @@ impl Cluster {
         secret_strings(namespace, &secret)
     }
 
+    /// [`Cluster::secret_values`], or `None` when the Secret does not exist.
+    pub async fn secret_values_if_present(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, SecretString>>, ClusterError> {
+        let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| self.fail(format!("reading Secret {namespace}/{name}"), e))?;
+        secret.map(|secret| secret_strings(namespace, &secret)).transpose()
+    }
+
+    /// Whether the PersistentVolumeClaim exists (bound or not).
+    pub async fn pvc_exists(&self, namespace: &str, name: &str) -> Result<bool, ClusterError> {
+        let found = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| self.fail(format!("reading PersistentVolumeClaim {namespace}/{name}"), e))?;
+        Ok(found.is_some())
+    }
+
     /// Sets one label on a pod; false when it already had that value (nothing sent).
     pub async fn set_pod_label(
         &self,

@@ -23,6 +23,8 @@ use crate::settings::Settings;
 pub const STATEFULSET: &str = "mysql";
 pub const HEADLESS_SERVICE: &str = "mysql-headless";
 pub const SECRET: &str = "mysql-secret";
+/// The Secret key the images read root's password from on their first start.
+pub const ROOT_PASSWORD_KEY: &str = "MYSQL_ROOT_PASSWORD";
 pub const PRIMARY_POD: &str = "mysql-0";
 pub const DATABASE_PORT: u16 = 3306;
 pub const ROLE_LABEL: &str = "lab.dev/role";
@@ -80,7 +82,7 @@ impl Accounts {
         };
         let root = Credentials {
             user: "root".into(),
-            password: get("MYSQL_ROOT_PASSWORD")?,
+            password: get(ROOT_PASSWORD_KEY)?,
         };
         let replication = Credentials {
             user: get("REPLICATION_USER")?.expose().to_string(),

@@ -1,14 +1,16 @@
 //! `lab up`: the tutorial as an ordered plan, from nothing (or from wherever an earlier run stopped) to a
 //! proven primary/replica pair and a health report.
 
+use std::collections::BTreeMap;
+
 use anyhow::Context as _;
 use futures::future::try_join_all;
 use tokio::time::Instant;
 
 use super::inspect;
 use super::{
-    Accounts, DATABASE_PORT, ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, ROLE_LABEL, SECRET, STATEFULSET, Session,
-    connect_cluster, pod_name, primary_host,
+    Accounts, DATABASE_PORT, ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, ROLE_LABEL, ROOT_PASSWORD_KEY, SECRET,
+    STATEFULSET, Session, connect_cluster, pod_name, primary_host,
 };
 use crate::cluster::{Cluster, Preflight};
 use crate::database::{
@@ -21,6 +23,7 @@ use crate::manifests::DATABASE_CONTAINER;
 use crate::manifests::ManifestSet;
 use crate::plan::{Reporter, Runner, Step};
 use crate::report::HealthReport;
+use crate::secret::SecretString;
 use crate::settings::{ManifestSettings, Settings};
 
 /// Loads the manifests and applies the `--image`, `--replicas` and `--namespace` edits to the parsed objects.
@@ -52,14 +55,22 @@ pub async fn run(
         cluster.context().unwrap_or("-")
     ));
 
-    runner
+    let kept_secrets = runner
         .run("preflight", async {
             let preflight = cluster.preflight(namespace).await?;
             let running = cluster
                 .statefulset_image(namespace, STATEFULSET, DATABASE_CONTAINER)
                 .await?;
             check_image_change(namespace, running.as_deref(), set.database_image())?;
-            Ok(Step::passed(describe_preflight(&preflight), ()))
+            let mut live_secrets = BTreeMap::new();
+            for name in set.withheld_secrets().into_iter().chain([SECRET.to_string()]) {
+                if let Some(values) = cluster.secret_values_if_present(namespace, &name).await? {
+                    live_secrets.insert(name, values);
+                }
+            }
+            let has_data = cluster.pvc_exists(namespace, ORIGIN_PVC).await?;
+            let kept = check_secrets(namespace, &set, &live_secrets, has_data)?;
+            Ok(Step::passed(describe_preflight(&preflight), kept))
         })
         .await?;
 
@@ -75,7 +86,13 @@ pub async fn run(
         _ => set,
     };
     let pods = set.replicas();
-    let objects: Vec<_> = set.objects().cloned().collect();
+    let objects: Vec<_> = set.objects_except_secrets(&kept_secrets).cloned().collect();
+    for name in &kept_secrets {
+        reporter.note(&format!(
+            "Secret {name}: the manifests withhold its values (rendered without --show-secrets), so the cluster's \
+             Secret is kept as it is"
+        ));
+    }
 
     runner
         .run("apply manifests", async {
@@ -171,6 +188,44 @@ pub fn check_image_change(namespace: &str, running: Option<&str>, requested: Opt
         ))),
         _ => Ok(()),
     }
+}
+
+/// Checks the Secrets before anything is applied; returns the withheld Secrets to keep as the cluster has them.
+///
+/// - A Secret rendered without its values (`lab render`) keeps the cluster's values; with no Secret of that name
+///   in the cluster there is nothing to keep, and applying it would leave the servers without passwords.
+/// - The images set root's password only on a first start, from the Secret. Once the primary's data exists, a
+///   different `MYSQL_ROOT_PASSWORD` changes nothing on the servers, and `lab` (which logs in with the Secret's
+///   value) could no longer log in: refused, with the ways out that keep the data.
+pub fn check_secrets(
+    namespace: &str,
+    set: &ManifestSet,
+    live: &BTreeMap<String, BTreeMap<String, SecretString>>,
+    data_exists: bool,
+) -> Result<Vec<String>, UsageError> {
+    let withheld = set.withheld_secrets();
+    if let Some(missing) = withheld.iter().find(|name| !live.contains_key(*name)) {
+        return Err(UsageError::new(format!(
+            "Secret {missing} in the manifests has its values withheld (rendered without --show-secrets) and namespace \
+             {namespace} has no such Secret to keep: render the manifests with `lab render --show-secrets`, or put \
+             the values back into its stringData"
+        )));
+    }
+    let declared = set.secret_value(SECRET, ROOT_PASSWORD_KEY);
+    let running = live.get(SECRET).and_then(|values| values.get(ROOT_PASSWORD_KEY));
+    if let (true, Some(declared), Some(running)) = (data_exists, declared, running)
+        && declared.expose() != running.expose()
+    {
+        return Err(UsageError::new(format!(
+            "Secret {SECRET} in the manifests sets another {ROOT_PASSWORD_KEY} than the lab in namespace {namespace} \
+             was initialised with: the images set root's password only on a first start, so its servers keep the \
+             old one and lab could no longer log in. Nothing was applied. Keep the old value in the Secret manifest \
+             (`kubectl get secret {SECRET} -n {namespace} -o jsonpath='{{.data.{ROOT_PASSWORD_KEY}}}' | base64 -d` \
+             prints it); or change root's password on every server first (ALTER USER 'root'@'%' IDENTIFIED BY …), \
+             then in the Secret; `lab teardown` starts over, but its data goes with it"
+        )));
+    }
+    Ok(withheld.into_iter().filter(|name| live.contains_key(name)).collect())
 }
 
 fn describe_preflight(preflight: &Preflight) -> String {
@@ -447,6 +502,58 @@ mod tests {
             error.to_string(),
             "the lab in namespace database runs mysql:8.4; --image mariadb:11.4 would restart its databases on data \
              written by mysql:8.4: run `lab teardown` first (its data goes with it), or pass --image mysql:8.4"
+        );
+    }
+
+    #[test]
+    fn secrets_are_checked_before_anything_is_applied() {
+        let values = |root: &str| {
+            BTreeMap::from([(
+                SECRET.to_string(),
+                BTreeMap::from([(ROOT_PASSWORD_KEY.to_string(), SecretString::new(root))]),
+            )])
+        };
+        let set = ManifestSet::embedded();
+        // A new lab, or a lab whose data does not exist yet: any password goes.
+        assert_eq!(
+            check_secrets("database", &set, &BTreeMap::new(), false).ok(),
+            Some(vec![])
+        );
+        assert_eq!(
+            check_secrets("database", &set, &values("other"), false).ok(),
+            Some(vec![])
+        );
+        // The same password on existing data: fine.
+        assert_eq!(
+            check_secrets("database", &set, &values("root"), true).ok(),
+            Some(vec![])
+        );
+        // Another one: refused, without printing either password.
+        let error = check_secrets("database", &set, &values("old-pass"), true).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.starts_with("Secret mysql-secret in the manifests sets another MYSQL_ROOT_PASSWORD"),
+            "{text}"
+        );
+        assert!(!text.contains("old-pass") && !text.contains(": root"), "{text}");
+        // A Secret rendered without values keeps the cluster's, and is refused when there is none to keep.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("lab.yaml"),
+            set.render_yaml(crate::manifests::SecretValues::Redacted),
+        )
+        .unwrap();
+        let withheld = ManifestSet::from_dir(dir.path()).unwrap();
+        assert_eq!(
+            check_secrets("database", &withheld, &values("root"), true).ok(),
+            Some(vec![SECRET.to_string()])
+        );
+        let error = check_secrets("database", &withheld, &BTreeMap::new(), false).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("has its values withheld (rendered without --show-secrets) and namespace"),
+            "{error}"
         );
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{claim_of, delete_pod_and_wait, kubeconfig, kubectl, lab, sql, start_sim};
+use crate::harness::{claim_of, delete_pod_and_wait, edited_manifests, kubeconfig, kubectl, lab, sql, start_sim};
 
 const NS: &str = "database";
 
@@ -165,6 +165,37 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
         sts[0]["spec"]["template"]["spec"]["containers"][0]["image"], "mysql:8.4",
         "nothing was applied"
     );
+    // The redacted render is safe to apply: kubectl leaves the Secret's values alone, and `lab up --manifests`
+    // keeps the cluster's Secret (it used to apply `<redacted>` as every password).
+    let rendered = lab(&kc, &["render"]);
+    rendered.assert_code(0);
+    let secret_doc = rendered
+        .stdout
+        .split("---\n")
+        .find(|doc| doc.contains("kind: Secret"))
+        .expect("the render has the Secret");
+    kubectl(&kc, &["apply", "--validate=false", "-f", "-"], secret_doc);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("lab.yaml"), &rendered.stdout).expect("write the render");
+    let manifests = dir.path().to_str().unwrap();
+    let from_render = lab(&kc, &["up", "--manifests", manifests]);
+    from_render.assert_code(0).assert_stderr_contains(
+        "Secret mysql-secret: the manifests withhold its values (rendered without --show-secrets), so the cluster's \
+         Secret is kept",
+    );
+    lab(&kc, &["verify"]).assert_code(0);
+    // Another root password than the servers were initialised with is refused before anything is applied.
+    let changed_root = edited_manifests(&kc, |yaml| {
+        yaml.replace("MYSQL_ROOT_PASSWORD: root", "MYSQL_ROOT_PASSWORD: n3w-secret")
+    });
+    let refused = lab(&kc, &["up", "--manifests", changed_root.path().to_str().unwrap()]);
+    refused
+        .assert_code(2)
+        .assert_stderr_contains("sets another MYSQL_ROOT_PASSWORD than the lab in namespace database")
+        .assert_stderr_contains("Nothing was applied");
+    assert!(!refused.stderr.contains("n3w-secret"), "{}", refused.stderr);
+    lab(&kc, &["verify"]).assert_code(0);
+
     let before = rows(&sim, "mysql-0");
     assert!(before >= 3, "three validation rows so far, found {before}");
 
