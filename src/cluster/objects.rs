@@ -96,6 +96,44 @@ impl Cluster {
         Ok(found.is_some())
     }
 
+    /// Pods of StatefulSet `statefulset` at ordinals `replicas` and above, as (name, uid): the ones a scale-down is
+    /// taking away.
+    pub async fn pods_beyond(
+        &self,
+        namespace: &str,
+        statefulset: &str,
+        replicas: u32,
+    ) -> Result<Vec<(String, String)>, ClusterError> {
+        let pods = Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .list(&Default::default())
+            .await
+            .map_err(|e| self.fail(format!("listing pods in {namespace}"), e))?;
+        Ok(pods
+            .items
+            .iter()
+            .filter(|pod| {
+                let owned = pod
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "StatefulSet" && o.name == statefulset);
+                let ordinal = pod
+                    .metadata
+                    .name
+                    .as_deref()
+                    .and_then(|name| name.strip_prefix(statefulset)?.strip_prefix('-')?.parse::<u32>().ok());
+                owned && ordinal.is_some_and(|ordinal| ordinal >= replicas)
+            })
+            .map(|pod| {
+                (
+                    pod.metadata.name.clone().unwrap_or_default(),
+                    pod.metadata.uid.clone().unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
     /// Sets one label on a pod; false when it already had that value (nothing sent).
     pub async fn set_pod_label(
         &self,

@@ -205,7 +205,7 @@ impl Cluster {
 
     /// Waits until none of `pods` (name, uid) exists any more; a pod recreated under the same name with a new uid
     /// counts as gone.
-    pub(super) async fn wait_pods_gone(
+    pub async fn wait_pods_gone(
         &self,
         namespace: &str,
         pods: &[(String, String)],

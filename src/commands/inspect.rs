@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::ROLE_LABEL;
 use super::{PRIMARY_POD, Session};
-use crate::cluster::{Cluster, ServiceSnapshot, Snapshot};
+use crate::cluster::{Cluster, PodSnapshot, ServiceSnapshot, Snapshot};
 use crate::database::{
     Coordinates, Credentials, Flavor, ReadOnlyOutcome, ReplicaStatus, ReplicationProgress, ServerFacts,
     explain_replication_error,
@@ -314,6 +314,7 @@ pub fn assemble(
                 Some("replica") => Some(Role::Replica),
                 _ => None,
             },
+            leaving: is_leaving(pod, snapshot),
         })
         .collect();
     report.pvcs = snapshot
@@ -360,9 +361,24 @@ pub fn assemble(
     let replica_pods: Vec<String> = snapshot
         .pods
         .iter()
-        .filter(|p| p.name != PRIMARY_POD && p.labels.get("app").is_some_and(|a| a == "mysql"))
+        .filter(|p| p.name != PRIMARY_POD && is_database_pod(p) && !is_leaving(p, snapshot))
         .map(|p| p.name.clone())
         .collect();
+    // A pod the StatefulSet re-creates starts without the role label lab set (pod labels are not in the template):
+    // the primary as much as a replica.
+    if let Some(primary) = snapshot.pods.iter().find(|p| p.name == PRIMARY_POD)
+        && primary.labels.get(ROLE_LABEL).map(String::as_str) != Some("primary")
+    {
+        report.problems.push(Problem {
+            subject: PRIMARY_POD.into(),
+            severity: Severity::Warning,
+            cause: format!(
+                "{PRIMARY_POD} has lost the role label {ROLE_LABEL}=primary lab sets: the StatefulSet re-created it \
+                 without it"
+            ),
+            fix: "run `lab up`: it puts the role labels back".into(),
+        });
+    }
     report.services = snapshot.services.iter().filter_map(service_report).collect();
     for (pod, error) in observed.unreachable {
         report.problems.push(Problem {
@@ -393,6 +409,22 @@ pub fn assemble(
     report.read_only = checks.read_only;
     report.finalize();
     report
+}
+
+fn is_database_pod(pod: &PodSnapshot) -> bool {
+    pod.labels.get("app").is_some_and(|a| a == "mysql")
+}
+
+/// A database pod being deleted whose ordinal the StatefulSet no longer has: scaled away, leaving the lab.
+fn is_leaving(pod: &PodSnapshot, snapshot: &Snapshot) -> bool {
+    let ordinal = pod
+        .name
+        .strip_prefix(&format!("{}-", super::STATEFULSET))
+        .and_then(|n| n.parse::<i32>().ok());
+    let desired = snapshot.statefulset.as_ref().map(|s| s.replicas);
+    pod.phase == "Terminating"
+        && is_database_pod(pod)
+        && matches!((ordinal, desired), (Some(ordinal), Some(desired)) if ordinal >= desired)
 }
 
 const PRIMARY_SERVICE: &str = "mysql-primary";

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::inspect;
 use super::{
     Accounts, DATABASE_PORT, ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, ROLE_LABEL, ROOT_PASSWORD_KEY, SECRET,
-    STATEFULSET, Session, connect_cluster, pod_name, primary_host,
+    STATEFULSET, Session, connect_cluster, join_names, pod_name, primary_host,
 };
 use crate::cluster::{Cluster, Preflight};
 use crate::database::{
@@ -146,6 +146,30 @@ pub async fn run(
             )
             .await?;
         replicas.push(session);
+    }
+
+    // After a scale-down, the StatefulSet deletes the pods above the new size (highest first); the lab is done
+    // when they are gone. Their claims stay: a later scale-up finds the data.
+    if let Some(before) = running.filter(|before| *before > pods) {
+        runner
+            .run("scale down", async {
+                let leaving = cluster.pods_beyond(namespace, STATEFULSET, pods).await?;
+                cluster.wait_pods_gone(namespace, &leaving, deadline).await?;
+                let names: Vec<String> = (pods..before).map(pod_name).collect();
+                Ok(Step::done(
+                    format!(
+                        "{} left the lab; {} kept (a later scale-up starts from that data)",
+                        join_names(&names),
+                        if names.len() == 1 {
+                            "its claim is"
+                        } else {
+                            "their claims are"
+                        }
+                    ),
+                    (),
+                ))
+            })
+            .await?;
     }
 
     let source = SourceConfig {

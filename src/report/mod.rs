@@ -94,6 +94,8 @@ pub struct PodReport {
     pub ip: Option<String>,
     /// From the pod's `lab.dev/role` label; `None` for the client pod or before `lab` labelled it.
     pub role: Option<Role>,
+    /// Being deleted because the StatefulSet was scaled below its ordinal: leaving the lab, not broken.
+    pub leaving: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -444,6 +446,7 @@ pub(crate) mod fixtures {
             node: Some("kind-control-plane".into()),
             ip: Some(ip.into()),
             role,
+            leaving: false,
         }
     }
 

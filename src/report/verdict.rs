@@ -47,7 +47,7 @@ pub fn verdict(report: &HealthReport) -> Verdict {
 /// BROKEN (the lab does not do what the tutorial promises):
 /// - no pods at all;
 /// - a step failed;
-/// - a pod not Running or not Ready;
+/// - a pod not Running or not Ready (a pod leaving because the StatefulSet was scaled down is neither);
 /// - a PVC not Bound;
 /// - two servers with the same server_id or server_uuid (replication stops with error 1593);
 /// - the primary is read-only (writes fail), or a replica is not (ordinary accounts could write on it);
@@ -105,6 +105,9 @@ pub fn reasons(report: &HealthReport) -> Vec<Reason> {
                 pod.name
             )
         };
+        if pod.leaving {
+            continue;
+        }
         if pod.phase != "Running" {
             broken(&pod.name, format!("{} is {}", pod.name, pod.phase), fix());
         } else if !pod.ready {
@@ -459,6 +462,21 @@ mod tests {
         let again = report.clone();
         report.finalize();
         assert_eq!(report.problems, again.problems, "finalize adds each problem once");
+    }
+
+    #[test]
+    fn a_pod_leaving_after_a_scale_down_is_not_broken() {
+        let mut report = healthy();
+        let mut leaving = pod("mysql-2", "10.244.0.8", Some(Role::Replica));
+        leaving.phase = "Terminating".into();
+        leaving.ready = false;
+        leaving.leaving = true;
+        report.pods.push(leaving.clone());
+        assert_eq!(verdict(&report), Verdict::Healthy, "{:?}", texts(&report));
+        leaving.leaving = false;
+        report.pods.pop();
+        report.pods.push(leaving);
+        assert_eq!(texts(&report), ["BROKEN: mysql-2 is Terminating"]);
     }
 
     #[test]

@@ -115,4 +115,38 @@ fn up_resumes_after_an_interruption_at_every_step_boundary_and_inside_every_step
         .find(|s| s["metadata"]["name"] == "mysql")
         .expect("the StatefulSet");
     assert_eq!(set["spec"]["replicas"], 3, "lab up kept the size kubectl set");
+
+    // Back to 2: up waits for mysql-2 to go, does not call it a broken replica, and its claim stays.
+    let shrunk = lab(
+        &kc,
+        &["up", "-n", NS, "--replicas", "2", "-o", "json", "--timeout", "120"],
+    );
+    shrunk.assert_code(0);
+    let report = shrunk.json();
+    assert_eq!(report["verdict"], "HEALTHY", "{report:#}");
+    let scale_down = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "scale down")
+        .expect("a scale-down step");
+    assert!(
+        scale_down["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("mysql-2 left the lab"),
+        "{scale_down}"
+    );
+    let pods: Vec<String> = sim
+        .objects("pods", Some(NS))
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!pods.contains(&"mysql-2".to_string()), "{pods:?}");
+    assert!(
+        sim.objects("persistentvolumeclaims", Some(NS))
+            .iter()
+            .any(|c| c["metadata"]["name"] == "data-mysql-2"),
+        "the claim of the pod that left stays"
+    );
 }
