@@ -134,7 +134,10 @@ impl Classify for DbError {
 
 /// Server errors that mean "the account or server is set up wrongly", not "the lab is broken".
 fn is_configuration_error(code: u16) -> bool {
-    matches!(code, 1044 | 1045 | 1130 | 1142 | 1227 | 1290 | 1370 | 1524)
+    matches!(
+        code,
+        1044 | 1045 | 1130 | 1142 | 1227 | 1290 | 1370 | 1470 | 1524 | 3056
+    )
 }
 
 /// What to do about a failed statement, by server error code.
@@ -155,6 +158,9 @@ pub(crate) fn statement_fix(code: u16) -> String {
             .into(),
         1064 | 1193 | 1305 => "the server rejected a statement of lab's dialect for this version: please report it \
                               with the output of SELECT VERSION()"
+            .into(),
+        3056 => "the replication password is longer than the 32 characters MySQL accepts for SOURCE_PASSWORD: set \
+                 a shorter REPLICATION_PASSWORD in Secret mysql-secret"
             .into(),
         1470 => "a value is too long for the server (a host name over 255 characters or a password over 32 to 96): \
                  shorten it in Secret mysql-secret"
@@ -254,6 +260,19 @@ mod tests {
             fix: statement_fix(1227),
         };
         assert_eq!(privilege.exit_status(), ExitStatus::Usage);
+        let long_password = DbError::Statement {
+            server: "x".into(),
+            what: "configuring the replica".into(),
+            code: 3056,
+            message: "SOURCE_PASSWORD too long".into(),
+            fix: statement_fix(3056),
+        };
+        assert_eq!(long_password.exit_status(), ExitStatus::Usage);
+        assert!(
+            long_password
+                .to_string()
+                .contains("REPLICATION_PASSWORD in Secret mysql-secret")
+        );
     }
 
     #[test]
