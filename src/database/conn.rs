@@ -14,7 +14,7 @@ use super::error::{login_fix, scrub, statement_fix, whole_seconds, withhold_quot
 use super::status::{ReplicationProgress, replica_status_from_rows};
 use super::{
     Coordinates, Credentials, DbError, Flavor, MAX_MARKER_LEN, PROBE_USER, ReplicaStatus, ServerFacts, ServerVersion,
-    SourceConfig, parse_version,
+    SourceConfig, check_supported, parse_version,
 };
 
 /// How long one connection attempt may take before it counts as failed and is retried.
@@ -123,6 +123,10 @@ impl Db {
             }
         };
         let version = parse_version(&raw_version)?;
+        if let Err(err) = check_supported(&version) {
+            let _ = conn.disconnect().await;
+            return Err(err);
+        }
         Ok(Db {
             conn,
             server,

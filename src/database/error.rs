@@ -22,6 +22,12 @@ pub enum DbError {
     UnparsableVersion { raw: String },
 
     #[error(
+        "the server is {found}, older than {oldest}, the oldest version lab supports: use a newer image (e.g. \
+         --image mysql:8.4 or --image mariadb:11.4)"
+    )]
+    UnsupportedVersion { found: String, oldest: String },
+
+    #[error(
         "cannot connect to the database at {server} within {waited_secs}s (last attempt: {last_error}): check that \
          the pod is Running and Ready and the port-forward is open, or allow more time with --timeout"
     )]
@@ -120,6 +126,7 @@ impl Classify for DbError {
             | DbError::PositionWaitTimedOut { .. } => ExitStatus::Unreachable,
             // A bad password in the Secret, a missing privilege or a misconfigured server is configuration.
             DbError::UnparsableVersion { .. }
+            | DbError::UnsupportedVersion { .. }
             | DbError::LoginRejected { .. }
             | DbError::BinaryLogOff { .. }
             | DbError::InvalidMarker { .. } => ExitStatus::Usage,

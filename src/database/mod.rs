@@ -35,7 +35,7 @@ pub use status::{
     ReplicaStatus, ReplicationFailure, ReplicationProgress, ReplicationThread, ThreadState, parse_replica_status,
     replica_status_from_rows,
 };
-pub use version::{Flavor, ServerVersion, parse_version};
+pub use version::{Flavor, OLDEST_MARIADB, OLDEST_MYSQL, ServerVersion, check_supported, parse_version};
 
 /// The database the lab replicates (`binlog-do-db=appdb` on the primary).
 pub const APP_DATABASE: &str = "appdb";
