@@ -8,7 +8,10 @@
 -- * The source host is the primary's stable headless DNS name (given by the caller), with an explicit port.
 -- * {{SOURCE_OR_MASTER}}_CONNECT_RETRY is short (5 s instead of the default 60 s): after a primary restart the replica
 --   reconnects within seconds instead of a minute.
--- * {{FLAVOR_SOURCE_OPTIONS}} adds, on MySQL only, GET_SOURCE_PUBLIC_KEY=1 (GET_MASTER_PUBLIC_KEY=1 before 8.0.23):
+-- * {{FLAVOR_SOURCE_OPTIONS}} adds, on MySQL only, SOURCE_RETRY_COUNT=86400 (MASTER_RETRY_COUNT before 8.0.23):
+--   MySQL 8.4 lowered its default to 10, so a replica would stop for good after ~50 s of primary downtime.
+--   MariaDB's CHANGE MASTER has no such option before 12 (1064); its server default is 100000 attempts.
+--   It also adds, on MySQL only, GET_SOURCE_PUBLIC_KEY=1 (GET_MASTER_PUBLIC_KEY=1 before 8.0.23):
 --   the replication account uses caching_sha2_password, which without TLS or the RSA public key fails with IO
 --   error 2061, intermittently (it works while the password hash is cached). MariaDB rejects the option (1064) and
 --   gets MASTER_USE_GTID = no instead: 10.10+ would otherwise switch file/position mode to GTID on its own (Note 4190).

@@ -20,6 +20,15 @@ const VALIDATE_SQL: &str = include_str!("../../sql/03-validate.sql");
 /// cost a minute of replication).
 pub const CONNECT_RETRY_SECONDS: u32 = 5;
 
+/// How often a MySQL replica retries a lost source connection before its IO thread stops for good. MySQL 8.4
+/// lowered the default of SOURCE_RETRY_COUNT from 86400 to 10 (refman 8.4 "What Is New", mysql-notes 13): with a
+/// 5 s connect retry a replica gave up after ~50 s of primary downtime and never restarted by itself. 86400 is the
+/// pre-8.4 default, measured on MySQL 8.0.40 to ride out a 90 s primary outage ("attempt N/86400", mysql-notes 14):
+/// with 5 s between attempts that is 5 days. An explicit number rather than 0: the manual pages at hand did not
+/// confirm what 0 means for this option. MariaDB has no such CHANGE MASTER option before 12 (1064 on 10.11, tested);
+/// its `--master-retry-count` server option defaults to 100000, so it never needed one.
+pub const SOURCE_RETRY_COUNT: u32 = 86400;
+
 /// One rendered statement. It may carry a password, so it has no `Display` and its `Debug` hides such text.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Statement {
@@ -112,8 +121,12 @@ impl Dialect {
             "CHANGE_SOURCE_TO" => "CHANGE MASTER TO".into(),
             "SOURCE_OR_MASTER" if change_source => "SOURCE".into(),
             "SOURCE_OR_MASTER" => "MASTER".into(),
-            "FLAVOR_SOURCE_OPTIONS" if change_source => ", GET_SOURCE_PUBLIC_KEY = 1".into(),
-            "FLAVOR_SOURCE_OPTIONS" if mysql => ", GET_MASTER_PUBLIC_KEY = 1".into(),
+            "FLAVOR_SOURCE_OPTIONS" if change_source => {
+                format!(", SOURCE_RETRY_COUNT = {SOURCE_RETRY_COUNT}, GET_SOURCE_PUBLIC_KEY = 1")
+            }
+            "FLAVOR_SOURCE_OPTIONS" if mysql => {
+                format!(", MASTER_RETRY_COUNT = {SOURCE_RETRY_COUNT}, GET_MASTER_PUBLIC_KEY = 1")
+            }
             "FLAVOR_SOURCE_OPTIONS" => ", MASTER_USE_GTID = no".into(),
             "POS_WAIT_FUNCTION" if self.is_mysql_at_least(8, 0, 26) => "SOURCE_POS_WAIT".into(),
             "POS_WAIT_FUNCTION" => "MASTER_POS_WAIT".into(),
@@ -398,7 +411,7 @@ mod tests {
                 "CHANGE MASTER TO MASTER_HOST = 'mysql-0.mysql-headless.database.svc.cluster.local', \
                  MASTER_PORT = 3306, MASTER_USER = 'repl', MASTER_PASSWORD = 'replpass', \
                  MASTER_LOG_FILE = 'mysql-bin.000001', MASTER_LOG_POS = 328, MASTER_CONNECT_RETRY = 5, \
-                 GET_MASTER_PUBLIC_KEY = 1",
+                 MASTER_RETRY_COUNT = 86400, GET_MASTER_PUBLIC_KEY = 1",
                 "START SLAVE",
             ]
         );
@@ -413,7 +426,11 @@ mod tests {
             "{:?}",
             statements[2].text()
         );
-        assert!(statements[2].text().ends_with(", GET_MASTER_PUBLIC_KEY = 1"));
+        assert!(
+            statements[2]
+                .text()
+                .ends_with(", MASTER_RETRY_COUNT = 86400, GET_MASTER_PUBLIC_KEY = 1")
+        );
     }
 
     #[test]
@@ -424,7 +441,7 @@ mod tests {
             "CHANGE REPLICATION SOURCE TO SOURCE_HOST = 'mysql-0.mysql-headless.database.svc.cluster.local', \
              SOURCE_PORT = 3306, SOURCE_USER = 'repl', SOURCE_PASSWORD = 'replpass', \
              SOURCE_LOG_FILE = 'mysql-bin.000001', SOURCE_LOG_POS = 328, SOURCE_CONNECT_RETRY = 5, \
-             GET_SOURCE_PUBLIC_KEY = 1",
+             SOURCE_RETRY_COUNT = 86400, GET_SOURCE_PUBLIC_KEY = 1",
             "START REPLICA",
         ];
         for version in ["8.0.30", "8.4.10", "9.7.1", "26.10.0"] {
@@ -455,6 +472,8 @@ mod tests {
             let statements = dialect(version).configure_replica(&source());
             assert_eq!(texts(&statements), expected, "{version}");
             assert!(!statements[2].text().contains("PUBLIC_KEY"));
+            // CHANGE MASTER on MariaDB 10.5-11.x has no MASTER_RETRY_COUNT (1064 on 10.11, tested).
+            assert!(!statements[2].text().contains("RETRY_COUNT"));
         }
     }
 
