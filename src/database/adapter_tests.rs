@@ -138,6 +138,35 @@ async fn the_corrected_tutorial_replicates_and_the_replica_rejects_ordinary_writ
         .expect("replica catches up");
     assert!(replica.has_marker(&marker).await.expect("has_marker"));
     assert!(!replica.has_marker("lab-never-written").await.expect("has_marker"));
+
+    // The tutorial's own scripts/03-validate.sql works on the lab: lab's markers live in appdb.lab_validation, so
+    // the student's replication_test is created with the tutorial's columns and its INSERT fits (it failed with
+    // 1136 when lab had created replication_test with its own columns).
+    for statement in [
+        "USE appdb",
+        "CREATE TABLE IF NOT EXISTS replication_test (id INT PRIMARY KEY, msg VARCHAR(50))",
+        "INSERT INTO replication_test VALUES (1, 'written_on_primary')",
+    ] {
+        primary.query_for_test(statement).await;
+    }
+    let rows = primary.query_for_test("SELECT * FROM replication_test").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][1].1.as_deref(), Some("written_on_primary"));
+    let after_tutorial = primary.capture_coordinates().await.expect("coordinates");
+    replica
+        .wait_for_coordinates(&after_tutorial, Duration::from_secs(10))
+        .await
+        .expect("the tutorial's row replicates");
+    let on_replica = replica
+        .query_for_test("SELECT id, msg FROM appdb.replication_test")
+        .await;
+    assert_eq!(
+        on_replica,
+        [vec![
+            ("id".to_string(), Some("1".to_string())),
+            ("msg".to_string(), Some("written_on_primary".to_string()))
+        ]]
+    );
     assert_eq!(
         count(&mut replica, "SELECT COUNT(*) FROM mysql.user WHERE user = 'lab_probe'").await,
         1
@@ -156,7 +185,7 @@ async fn the_corrected_tutorial_replicates_and_the_replica_rejects_ordinary_writ
     assert_eq!(
         count(
             &mut replica,
-            "SELECT COUNT(*) FROM appdb.replication_test WHERE marker LIKE 'lab-read-only-check-%'"
+            "SELECT COUNT(*) FROM appdb.lab_validation WHERE marker LIKE 'lab-read-only-check-%'"
         )
         .await,
         0,

@@ -253,7 +253,7 @@ impl Db {
         }
     }
 
-    /// On the primary, on this one connection: `USE appdb`, `CREATE TABLE IF NOT EXISTS replication_test`, insert
+    /// On the primary, on this one connection: `USE appdb`, `CREATE TABLE IF NOT EXISTS lab_validation`, insert
     /// `marker`, then the coordinates just after the insert (what a replica must reach to hold the row).
     pub async fn write_marker(&mut self, marker: &str) -> Result<Coordinates, DbError> {
         validate_marker(marker)?;
@@ -317,7 +317,7 @@ impl Db {
         }
     }
 
-    /// True when `appdb.replication_test` holds `marker`. A missing database or table (1049, 1146) is `false`.
+    /// True when `appdb.lab_validation` holds `marker`. A missing database or table (1049, 1146) is `false`.
     pub async fn has_marker(&mut self, marker: &str) -> Result<bool, DbError> {
         let statement = self.dialect.has_marker(marker);
         match self.rows("reading the validation marker", &statement).await {
@@ -335,7 +335,7 @@ impl Db {
 
     /// Tries a write inside a transaction that is always rolled back: error 1290 = [`ReadOnlyOutcome::Rejected`];
     /// success = [`ReadOnlyOutcome::AcceptedAndRolledBack`] with the reason (MariaDB's root has READ_ONLY ADMIN;
-    /// MySQL without super_read_only lets SUPER holders write; read_only off). Needs appdb.replication_test.
+    /// MySQL without super_read_only lets SUPER holders write; read_only off). Needs appdb.lab_validation.
     pub async fn read_only_test(&mut self) -> Result<ReadOnlyOutcome, DbError> {
         let marker = format!("lab-read-only-check-{}", self.conn.id());
         let [begin, insert, rollback] = self.dialect.read_only_check(&marker);
@@ -559,7 +559,7 @@ fn validate_marker(marker: &str) -> Result<(), DbError> {
     let reason = if marker.is_empty() {
         "it is empty".to_string()
     } else if marker.chars().count() > MAX_MARKER_LEN {
-        format!("it is longer than the {MAX_MARKER_LEN} characters of replication_test.marker; use a shorter one")
+        format!("it is longer than the {MAX_MARKER_LEN} characters of lab_validation.marker; use a shorter one")
     } else {
         return Ok(());
     };
@@ -711,7 +711,7 @@ mod tests {
         assert_eq!(
             validate_marker(&long).expect_err("too long").to_string(),
             format!(
-                "marker {long:?} cannot be written: it is longer than the 64 characters of replication_test.marker; \
+                "marker {long:?} cannot be written: it is longer than the 64 characters of lab_validation.marker; \
                  use a shorter one"
             )
         );

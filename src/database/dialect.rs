@@ -256,7 +256,7 @@ impl Dialect {
         (self.version.flavor == Flavor::MySql).then(|| self.render_one(REPLICA_SETUP_SQL, "protect_replica", &[]))
     }
 
-    /// `USE appdb`, `CREATE TABLE IF NOT EXISTS replication_test`, the marker INSERT: for one connection.
+    /// `USE appdb`, `CREATE TABLE IF NOT EXISTS lab_validation`, the marker INSERT: for one connection.
     pub fn write_marker(&self, marker: &str) -> Vec<Statement> {
         self.render(VALIDATE_SQL, "write_marker", &[("MARKER", Value::Text(marker))])
     }
@@ -586,24 +586,37 @@ mod tests {
                 texts(&d.write_marker("lab-1")),
                 [
                     "USE appdb",
-                    "CREATE TABLE IF NOT EXISTS replication_test (id BIGINT AUTO_INCREMENT PRIMARY KEY, \
+                    "CREATE TABLE IF NOT EXISTS lab_validation (id BIGINT AUTO_INCREMENT PRIMARY KEY, \
                      marker VARCHAR(64) NOT NULL UNIQUE, msg VARCHAR(64) NOT NULL DEFAULT 'written_on_primary', \
                      written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE = InnoDB",
-                    "INSERT INTO replication_test (marker, msg) VALUES ('lab-1', 'written_on_primary')",
+                    "INSERT INTO lab_validation (marker, msg) VALUES ('lab-1', 'written_on_primary')",
                 ]
             );
             assert_eq!(
                 d.has_marker("lab-1").text(),
-                "SELECT COUNT(*) FROM appdb.replication_test WHERE marker = 'lab-1'"
+                "SELECT COUNT(*) FROM appdb.lab_validation WHERE marker = 'lab-1'"
             );
             assert_eq!(
                 texts(&d.read_only_check("lab-ro")),
                 [
                     "START TRANSACTION",
-                    "INSERT INTO appdb.replication_test (marker, msg) VALUES ('lab-ro', 'should_fail')",
+                    "INSERT INTO appdb.lab_validation (marker, msg) VALUES ('lab-ro', 'should_fail')",
                     "ROLLBACK",
                 ]
             );
+        }
+    }
+
+    #[test]
+    fn lab_never_writes_to_the_tutorials_table() {
+        for version in ALL_VERSIONS {
+            let d = dialect(version);
+            let mut all = d.write_marker("m");
+            all.push(d.has_marker("m"));
+            all.extend(d.read_only_check("m"));
+            for statement in all {
+                assert!(!statement.text().contains("replication_test"), "{:?}", statement.text());
+            }
         }
     }
 

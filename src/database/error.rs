@@ -157,11 +157,11 @@ pub(crate) fn statement_fix(code: u16) -> String {
         1049 => "database appdb does not exist on this server yet: on the primary lab up creates it (after \
                  capturing the coordinates); replicas receive it through replication"
             .into(),
-        1146 => "appdb.replication_test does not exist on this server yet: lab up's validation creates it on the \
+        1146 => "appdb.lab_validation does not exist on this server yet: lab up's validation creates it on the \
                  primary and replication brings it to the replicas"
             .into(),
-        1054 => "appdb.replication_test exists with another schema (e.g. created by the tutorial's script): drop it \
-                 on the primary (the drop replicates) and re-run lab up"
+        1054 => "appdb.lab_validation exists with another schema: drop it on the primary (the drop replicates) and \
+                 re-run lab up"
             .into(),
         1064 | 1193 | 1305 => "the server rejected a statement of lab's dialect for this version: please report it \
                               with the output of SELECT VERSION()"

@@ -39,8 +39,9 @@ pub use version::{Flavor, OLDEST_MARIADB, OLDEST_MYSQL, ServerVersion, check_sup
 
 /// The database the lab replicates (`binlog-do-db=appdb` on the primary).
 pub const APP_DATABASE: &str = "appdb";
-/// The validation table in [`APP_DATABASE`].
-pub const VALIDATION_TABLE: &str = "replication_test";
+/// `lab`'s own validation table in [`APP_DATABASE`]. Not the tutorial's `replication_test`, which belongs to the
+/// student and which `lab` never writes to (see sql/03-validate.sql).
+pub const VALIDATION_TABLE: &str = "lab_validation";
 /// The non-admin account used to prove that `read_only` stops ordinary clients.
 pub const PROBE_USER: &str = "lab_probe";
 /// Longest marker the validation table holds (`marker VARCHAR(64)`).

@@ -21,7 +21,7 @@ fn pod(sim: &kubesim::Kubesim, name: &str) -> Value {
 }
 
 fn rows(sim: &kubesim::Kubesim, pod: &str) -> usize {
-    sql(sim, NS, pod, "SELECT COUNT(*) FROM appdb.replication_test")
+    sql(sim, NS, pod, "SELECT COUNT(*) FROM appdb.lab_validation")
         .trim()
         .parse()
         .expect("a count")
