@@ -113,6 +113,17 @@ pub enum DbError {
         detail: String,
     },
 
+    #[error(
+        "a new replica cannot start from the recorded binlog origin {origin} on {server}: {problem}. The replica \
+         must be re-seeded from a consistent copy of the primary; in this lab, run `lab teardown` then `lab up`, \
+         which rebuilds every server from scratch (the lab's data goes with it)"
+    )]
+    OriginUnavailable {
+        server: String,
+        origin: String,
+        problem: String,
+    },
+
     #[error("marker {marker:?} cannot be written: {reason}")]
     InvalidMarker { marker: String, reason: String },
 }
@@ -134,6 +145,7 @@ impl Classify for DbError {
             DbError::Statement { .. }
             | DbError::NotAReplica { .. }
             | DbError::ReplicationFailed { .. }
+            | DbError::OriginUnavailable { .. }
             | DbError::SqlThreadNotRunning { .. } => ExitStatus::Unhealthy,
         }
     }
