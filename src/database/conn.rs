@@ -711,6 +711,13 @@ fn explain_accepted_write(
         );
     }
     match (version.flavor, super_read_only) {
+        // MDEV-29596 (10.11) separated READ_ONLY ADMIN from SUPER; before it, SUPER alone bypasses read_only.
+        (Flavor::MariaDb, _) if !version.at_least(10, 11, 0) => format!(
+            "MariaDB {}.{} accepts writes from {user} on this replica: before 10.11, SUPER (which root holds) bypasses \
+             read_only, so revoking READ_ONLY ADMIN is not enough. Use MariaDB 10.11 or later (--image \
+             mariadb:11.4), or write only through mysql-primary. {ROLLED_BACK}",
+            version.major, version.minor
+        ),
         (Flavor::MariaDb, _) if version.at_least(12, 0, 0) => format!(
             "MariaDB accepts writes from {user} on this replica: read_only=ON does not stop accounts with the READ_ONLY \
              ADMIN privilege (root holds it through GRANT ALL PRIVILEGES) unless it is NO_LOCK_NO_ADMIN, a runtime \
@@ -899,6 +906,8 @@ mod tests {
             mariadb_root.ends_with("The test write was rolled back, so the replica did not diverge."),
             "{mariadb_root}"
         );
+        let mariadb_10_6 = explain_accepted_write(&version("10.6.21-MariaDB"), "root", true, None);
+        assert!(mariadb_10_6.contains("before 10.11, SUPER"), "{mariadb_10_6}");
         let mariadb_12 = explain_accepted_write(&version("12.0.2-MariaDB"), "root", true, None);
         assert!(mariadb_12.contains("NO_LOCK_NO_ADMIN"), "{mariadb_12}");
         let mysql_root = explain_accepted_write(&version("8.4.10"), "root", true, Some(false));

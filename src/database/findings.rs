@@ -96,7 +96,8 @@ pub fn explain_replication_error(errno: u32, message: &str) -> Finding {
         ),
         1062 => Finding::new(
             "a row sent by the primary already exists on the replica (duplicate key): something wrote directly to \
-             the replica, e.g. root on MariaDB, which read_only does not stop",
+             the replica, e.g. root on a MariaDB replica where it still holds READ_ONLY ADMIN, which read_only does \
+             not stop",
             "delete the conflicting row on the replica, then run ".to_string()
                 + START_SQL_THREAD
                 + "; keep writes off replicas (super_read_only on MySQL, REVOKE READ_ONLY ADMIN on MariaDB)",
