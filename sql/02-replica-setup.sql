@@ -59,7 +59,7 @@ SET PERSIST super_read_only = ON;
 
 -- name: protect_replica_no_lock_no_admin
 -- MariaDB 12.0+ (MDEV-36425): read_only=NO_LOCK_NO_ADMIN also stops READ_ONLY ADMIN holders such as root, without
--- taking the privilege away (so SET GLOBAL read_only=OFF still works for a promotion). A runtime setting: the
+-- taking the privilege away (not verified on a 12.x server: no such server here). A runtime setting: the
 -- config's read-only=ON comes back after a restart, and the next `lab up` sets it again (`lab verify` reports
 -- root's accepted write meanwhile).
 SET GLOBAL read_only = NO_LOCK_NO_ADMIN;
