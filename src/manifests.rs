@@ -874,7 +874,7 @@ mod tests {
             "SERVER_ID=$((ORDINAL + 1))",
             "server-id=${SERVER_ID}",
             "log-bin=mysql-bin",
-            "binlog_format=ROW",
+            "loose-binlog_format=ROW",
             "binlog-do-db=appdb",
             "read-only=ON",
             "relay-log=relay-log",
@@ -882,6 +882,10 @@ mod tests {
             assert!(script.contains(line), "init script lacks {line}");
         }
         assert!(!script.contains("super-read-only"), "MariaDB aborts on super-read-only");
+        assert!(
+            !script.contains("\"binlog_format"),
+            "binlog_format is deprecated in MySQL 8.x/9.x: only the loose- form may be written"
+        );
         assert!(!script.contains("skip-name-resolve"));
 
         let mysql = pointer(sts, "/spec/template/spec/containers/0");

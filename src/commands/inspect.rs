@@ -123,7 +123,6 @@ pub async fn read_only_test(
     let mut reports = Vec::new();
     let mut untested = Vec::new();
     for replica in replicas.iter_mut() {
-        let flavor = replica.db.version().flavor;
         let attempt = async {
             let root = replica.db.read_only_test().await?;
             crate::interrupt::checkpoint("read-only test: root tested").await;
@@ -136,8 +135,8 @@ pub async fn read_only_test(
         };
         match attempt.await {
             Ok((root, outcome)) => {
-                reports.push(read_only_report(&replica.pod, "root", flavor, root));
-                reports.push(read_only_report(&replica.pod, &probe.user, flavor, outcome));
+                reports.push(read_only_report(&replica.pod, "root", root));
+                reports.push(read_only_report(&replica.pod, &probe.user, outcome));
             }
             Err(error) => untested.push(format!("{}: {error:#}", replica.pod)),
         }
@@ -154,7 +153,7 @@ pub async fn read_only_test(
         let detail = if reports.is_empty() {
             "no replicas to test".to_string()
         } else {
-            "replicas refuse writes from ordinary accounts (error 1290)".to_string()
+            "replicas refuse writes from root and from ordinary accounts (error 1290)".to_string()
         };
         Step::passed(detail, reports)
     } else {
@@ -162,10 +161,11 @@ pub async fn read_only_test(
     })
 }
 
-/// Judges one read-only attempt. MariaDB (before 12.0) has no `super_read_only` and lets accounts holding
-/// READ_ONLY ADMIN (root has ALL PRIVILEGES) write on a read-only server: that is reported as it is, and the
-/// non-admin account carries the test.
-pub fn read_only_report(pod: &str, account: &str, flavor: Flavor, outcome: ReadOnlyOutcome) -> ReadOnlyReport {
+/// Judges one read-only attempt: refused (1290) is the expectation for every account on every flavour. An
+/// accepted write fails the check, root's included: on MariaDB too, where `lab up` takes READ_ONLY ADMIN away from
+/// root (before 12.0) or sets read_only=NO_LOCK_NO_ADMIN (12.0+), since a row written on a replica stops
+/// replication (1062) once the primary writes the same key.
+pub fn read_only_report(pod: &str, account: &str, outcome: ReadOnlyOutcome) -> ReadOnlyReport {
     match outcome {
         ReadOnlyOutcome::Rejected => ReadOnlyReport {
             pod: pod.to_string(),
@@ -174,16 +174,13 @@ pub fn read_only_report(pod: &str, account: &str, flavor: Flavor, outcome: ReadO
             ok: true,
             explanation: "error 1290: the server runs with read-only protection".into(),
         },
-        ReadOnlyOutcome::AcceptedAndRolledBack { explanation } => {
-            let expected = flavor == Flavor::MariaDb && account == "root";
-            ReadOnlyReport {
-                pod: pod.to_string(),
-                account: account.to_string(),
-                outcome: WriteOutcome::Accepted,
-                ok: expected,
-                explanation,
-            }
-        }
+        ReadOnlyOutcome::AcceptedAndRolledBack { explanation } => ReadOnlyReport {
+            pod: pod.to_string(),
+            account: account.to_string(),
+            outcome: WriteOutcome::Accepted,
+            ok: false,
+            explanation,
+        },
     }
 }
 
@@ -598,16 +595,24 @@ mod tests {
     }
 
     #[test]
-    fn mariadb_root_writing_is_reported_but_expected_and_a_probe_write_is_not() {
+    fn any_accepted_write_on_a_replica_fails_the_check_root_included() {
         let explanation = ReadOnlyOutcome::AcceptedAndRolledBack {
             explanation: "why".into(),
         };
-        let root = read_only_report("mysql-1", "root", Flavor::MariaDb, explanation.clone());
-        assert_eq!((root.outcome, root.ok), (WriteOutcome::Accepted, true));
-        let mysql_root = read_only_report("mysql-1", "root", Flavor::MySql, explanation.clone());
-        assert!(!mysql_root.ok, "MySQL has super_read_only: root must be refused too");
-        let probe = read_only_report("mysql-1", "lab_probe", Flavor::MariaDb, explanation);
-        assert!(!probe.ok);
-        assert!(read_only_report("mysql-1", "lab_probe", Flavor::MariaDb, ReadOnlyOutcome::Rejected).ok);
+        for account in ["root", "lab_probe"] {
+            let report = read_only_report("mysql-1", account, explanation.clone());
+            assert_eq!(
+                (report.outcome, report.ok),
+                (WriteOutcome::Accepted, false),
+                "{account}"
+            );
+            assert_eq!(report.explanation, "why");
+            let refused = read_only_report("mysql-1", account, ReadOnlyOutcome::Rejected);
+            assert_eq!(
+                (refused.outcome, refused.ok),
+                (WriteOutcome::Rejected, true),
+                "{account}"
+            );
+        }
     }
 }

@@ -88,6 +88,7 @@ impl Accounts {
             user: get("REPLICATION_USER")?.expose().to_string(),
             password: get("REPLICATION_PASSWORD")?,
         };
+        check_replication_password(&replication.password)?;
         // The tutorial's Secret has no probe password; fall back to the replication password then.
         let probe_password = values
             .get("PROBE_PASSWORD")
@@ -103,6 +104,25 @@ impl Accounts {
             probe,
         })
     }
+}
+
+/// The longest replication password a replica accepts: CHANGE REPLICATION SOURCE TO rejects a longer
+/// SOURCE_PASSWORD (MySQL error 3056, refman change-replication-source-to: "SOURCE_PASSWORD ... maximum length
+/// 32 characters"; measured on MySQL 8.0.40, mysql-notes 14), MariaDB with 1470, echoing part of the password.
+pub const MAX_REPLICATION_PASSWORD_CHARS: usize = 32;
+
+/// Refuses a replication password the replicas cannot take, before anything is applied. Names the key, the limit
+/// and the length, never the value.
+pub fn check_replication_password(password: &SecretString) -> Result<(), UsageError> {
+    let length = password.expose().chars().count();
+    if length > MAX_REPLICATION_PASSWORD_CHARS {
+        return Err(UsageError::new(format!(
+            "Secret {SECRET} key REPLICATION_PASSWORD is {length} characters long; replicas accept at most \
+             {MAX_REPLICATION_PASSWORD_CHARS} (CHANGE REPLICATION SOURCE TO fails with a longer one): set a \
+             shorter password in the Secret manifest (02-secret.yaml) and run `lab up` again"
+        )));
+    }
+    Ok(())
 }
 
 /// A database session on one pod: its port-forward and its connection, reused within a run.
@@ -182,6 +202,34 @@ mod tests {
             err.to_string(),
             "Secret mysql-secret has no key REPLICATION_USER: add it to the Secret manifest (02-secret.yaml) and run `lab up` again"
         );
+    }
+
+    #[test]
+    fn a_replication_password_over_32_characters_is_refused_without_showing_it() {
+        let long = "p".repeat(33);
+        let values = secret(&[
+            ("MYSQL_ROOT_PASSWORD", "r"),
+            ("REPLICATION_USER", "repl"),
+            ("REPLICATION_PASSWORD", &long),
+        ]);
+        let err = Accounts::from_secret(&values).err().expect("refused");
+        assert_eq!(crate::exit::classify(&err), crate::exit::ExitStatus::Usage);
+        let text = err.to_string();
+        assert_eq!(
+            text,
+            "Secret mysql-secret key REPLICATION_PASSWORD is 33 characters long; replicas accept at most 32 \
+             (CHANGE REPLICATION SOURCE TO fails with a longer one): set a shorter password in the Secret manifest \
+             (02-secret.yaml) and run `lab up` again"
+        );
+        assert!(!text.contains(&long));
+        // Characters, not bytes: 32 two-byte characters are accepted.
+        let exactly = "é".repeat(32);
+        let values = secret(&[
+            ("MYSQL_ROOT_PASSWORD", "r"),
+            ("REPLICATION_USER", "repl"),
+            ("REPLICATION_PASSWORD", &exactly),
+        ]);
+        assert!(Accounts::from_secret(&values).is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use futures::future::try_join_all;
 use tokio::time::Instant;
 
+use super::check_replication_password;
 use super::inspect;
 use super::{
     Accounts, DATABASE_PORT, ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, ROLE_LABEL, ROOT_PASSWORD_KEY, SECRET,
@@ -14,7 +15,8 @@ use super::{
 };
 use crate::cluster::{Cluster, Preflight};
 use crate::database::{
-    Coordinates, Credentials, ReplicaStatus, SourceConfig, ThreadState, is_transient_replication_error,
+    BinaryLog, Coordinates, Credentials, ReplicaStatus, SourceConfig, ThreadState, check_origin_available,
+    is_transient_replication_error,
 };
 use crate::exit::UsageError;
 use crate::image::{check_database_image, substitution_note};
@@ -129,7 +131,7 @@ pub async fn run(
         })
         .await?;
 
-    let origin = runner
+    let (origin, primary_logs) = runner
         .run(
             "primary setup",
             primary_setup(&cluster, namespace, &mut primary, &accounts),
@@ -181,7 +183,7 @@ pub async fn run(
     runner
         .run(
             "configure replicas",
-            configure_replicas(&mut replicas, &source, deadline),
+            configure_replicas(&mut replicas, &source, &primary_logs, deadline),
         )
         .await?;
 
@@ -227,6 +229,9 @@ pub fn check_secrets(
     live: &BTreeMap<String, BTreeMap<String, SecretString>>,
     data_exists: bool,
 ) -> Result<Vec<String>, UsageError> {
+    if let Some(password) = set.secret_value(SECRET, "REPLICATION_PASSWORD") {
+        check_replication_password(&password)?;
+    }
     let withheld = set.withheld_secrets();
     if let Some(missing) = withheld.iter().find(|name| !live.contains_key(*name)) {
         return Err(UsageError::new(format!(
@@ -288,7 +293,7 @@ async fn primary_setup(
     namespace: &str,
     primary: &mut Session,
     accounts: &Accounts,
-) -> anyhow::Result<Step<Coordinates>> {
+) -> anyhow::Result<Step<(Coordinates, Vec<BinaryLog>)>> {
     primary.db.ensure_replication_user(&accounts.replication).await?;
     checkpoint("primary setup: replication user created").await;
     let recorded = cluster.pvc_annotation(namespace, ORIGIN_PVC, ORIGIN_ANNOTATION).await?;
@@ -309,6 +314,9 @@ async fn primary_setup(
     primary.db.ensure_appdb().await?;
     checkpoint("primary setup: appdb created").await;
     primary.db.ensure_probe_user(&accounts.probe).await?;
+    // A replica configured now starts reading at the origin: the primary must still have that binlog (MySQL purges
+    // binlogs after 30 days; a primary whose data was re-initialised starts new ones).
+    let logs = primary.db.binary_logs().await?;
     let detail = if captured {
         format!(
             "captured binlog origin {}:{} before creating appdb",
@@ -317,7 +325,7 @@ async fn primary_setup(
     } else {
         format!("binlog origin {}:{} already recorded", origin.file, origin.position)
     };
-    Ok(Step::changed_if(captured, detail, origin))
+    Ok(Step::changed_if(captured, detail, (origin, logs)))
 }
 
 /// The origin as recorded in the PVC annotation.
@@ -391,13 +399,17 @@ pub fn replica_action(status: Option<&ReplicaStatus>, primary_host: &str) -> Rep
 async fn configure_replicas(
     replicas: &mut [Session],
     source: &SourceConfig,
+    primary_logs: &[BinaryLog],
     deadline: Instant,
 ) -> anyhow::Result<Step<()>> {
     let configured = try_join_all(replicas.iter_mut().map(|replica| async move {
         let status = replica.db.replica_status().await?;
         let action = replica_action(status.as_ref(), &source.host);
         match action {
-            ReplicaAction::Configure => replica.db.configure_replica(source).await?,
+            ReplicaAction::Configure => {
+                check_origin_available(PRIMARY_POD, &source.origin, primary_logs)?;
+                replica.db.configure_replica(source).await?
+            }
             ReplicaAction::Start => replica.db.start_replication().await?,
             ReplicaAction::Keep => {}
         }

@@ -66,7 +66,8 @@ async fn the_corrected_tutorial_replicates_and_the_replica_rejects_ordinary_writ
     let mut primary = connect(&primary_server, &MariaDb::root()).await;
     let mut replica = connect(&replica_server, &MariaDb::root()).await;
 
-    // Facts: flavour, distinct ids, the replica is read-only, MariaDB has no super_read_only.
+    // Facts: flavour, distinct ids, the replica is read-only, MariaDB has no super_read_only. A MariaDB replica
+    // has binary logging off by default; a MySQL 8 replica has it on (log_bin=1, log_replica_updates=1).
     assert_eq!(primary.version().flavor, Flavor::MariaDb);
     let primary_facts = primary.facts().await.expect("primary facts");
     let replica_facts = replica.facts().await.expect("replica facts");
@@ -96,8 +97,15 @@ async fn the_corrected_tutorial_replicates_and_the_replica_rejects_ordinary_writ
         primary.ensure_appdb().await.expect("appdb");
         primary.ensure_probe_user(&probe()).await.expect("probe user");
     }
-    // The replication account was created without a default database (not binlogged), even on the second run,
-    // which followed `USE appdb`; the probe account was created inside appdb (binlogged).
+    // The replication account's statements are not binlogged (sql_log_bin = 0, and on MariaDB no default database
+    // either; MySQL would log them despite binlog-do-db), even on the second run, which followed `USE appdb`; the
+    // session logs again afterwards. The probe account was created inside appdb (binlogged on both flavours).
+    assert_eq!(
+        primary.query_for_test("SELECT @@session.sql_log_bin").await[0][0]
+            .1
+            .as_deref(),
+        Some("1")
+    );
     let binlog = primary.query_for_test("SHOW BINLOG EVENTS").await;
     let infos: Vec<String> = binlog.iter().filter_map(|row| row[5].1.clone()).collect();
     assert!(
@@ -138,31 +146,100 @@ async fn the_corrected_tutorial_replicates_and_the_replica_rejects_ordinary_writ
         .expect("replica catches up");
     assert!(replica.has_marker(&marker).await.expect("has_marker"));
     assert!(!replica.has_marker("lab-never-written").await.expect("has_marker"));
+
+    // The tutorial's own scripts/03-validate.sql works on the lab: lab's markers live in appdb.lab_validation, so
+    // the student's replication_test is created with the tutorial's columns and its INSERT fits (it failed with
+    // 1136 when lab had created replication_test with its own columns).
+    for statement in [
+        "USE appdb",
+        "CREATE TABLE IF NOT EXISTS replication_test (id INT PRIMARY KEY, msg VARCHAR(50))",
+        "INSERT INTO replication_test VALUES (1, 'written_on_primary')",
+    ] {
+        primary.query_for_test(statement).await;
+    }
+    let rows = primary.query_for_test("SELECT * FROM replication_test").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][1].1.as_deref(), Some("written_on_primary"));
+    let after_tutorial = primary.capture_coordinates().await.expect("coordinates");
+    replica
+        .wait_for_coordinates(&after_tutorial, Duration::from_secs(10))
+        .await
+        .expect("the tutorial's row replicates");
+    let on_replica = replica
+        .query_for_test("SELECT id, msg FROM appdb.replication_test")
+        .await;
+    assert_eq!(
+        on_replica,
+        [vec![
+            ("id".to_string(), Some("1".to_string())),
+            ("msg".to_string(), Some("written_on_primary".to_string()))
+        ]]
+    );
     assert_eq!(
         count(&mut replica, "SELECT COUNT(*) FROM mysql.user WHERE user = 'lab_probe'").await,
         1
     );
 
-    // Read-only as root on MariaDB: accepted (READ_ONLY ADMIN), rolled back, reported as such.
+    // Unprotected, root writes on the read-only replica (it holds READ_ONLY ADMIN through GRANT ALL): the test
+    // write is accepted, rolled back, and explained.
     let outcome = replica.read_only_test().await.expect("read-only test as root");
     let ReadOnlyOutcome::AcceptedAndRolledBack { explanation } = outcome else {
-        panic!("MariaDB root bypasses read_only; got {outcome:?}");
+        panic!("MariaDB root bypasses read_only until protected; got {outcome:?}");
     };
     assert!(
-        explanation.starts_with("MariaDB accepts writes from root on a read_only replica"),
+        explanation.starts_with("MariaDB accepts writes from root on this replica"),
         "{explanation}"
     );
     assert!(explanation.contains("READ_ONLY ADMIN"), "{explanation}");
     assert_eq!(
         count(
             &mut replica,
-            "SELECT COUNT(*) FROM appdb.replication_test WHERE marker LIKE 'lab-read-only-check-%'"
+            "SELECT COUNT(*) FROM appdb.lab_validation WHERE marker LIKE 'lab-read-only-check-%'"
         )
         .await,
         0,
         "the accepted write was rolled back"
     );
-    // ... and replication goes on (a leftover row would have stopped it with 1062 on the next insert).
+
+    // Protected as `lab up` does after configuring a replica: READ_ONLY ADMIN is revoked from root@'%' (the
+    // account TCP logins match here, as on the image: skip-name-resolve, no root@127.0.0.1), and this very session
+    // is re-authenticated, so its own test write is refused too.
+    assert_eq!(
+        replica.protect_replica().await.expect("protect"),
+        Protection::ReadOnlyAdminRevoked {
+            revoked: vec!["'root'@'%'".to_string()]
+        }
+    );
+    assert_eq!(
+        replica.read_only_test().await.expect("read-only test as root"),
+        ReadOnlyOutcome::Rejected
+    );
+    // A second run finds nothing to revoke and does not fail (a revoked root cannot revoke again: 1045).
+    assert_eq!(
+        replica.protect_replica().await.expect("protect again"),
+        Protection::ReadOnlyAdminRevoked { revoked: vec![] }
+    );
+    // The tutorial's section 5 safety test, as a new root login over TCP: refused with 1290.
+    let mut root_again = connect(&replica_server, &MariaDb::root()).await;
+    assert_eq!(
+        root_again
+            .query_for_test_error("INSERT INTO appdb.replication_test VALUES (2, 'should_fail')")
+            .await,
+        Some(1290)
+    );
+    // root@'localhost' (socket only here) keeps the privilege: the break-glass account for a promotion.
+    let local = root_again.query_for_test("SHOW GRANTS FOR 'root'@'localhost'").await;
+    assert!(
+        holds_read_only_admin(&local.iter().filter_map(|row| row[0].1.clone()).collect::<Vec<_>>()),
+        "{local:?}"
+    );
+    root_again.close().await;
+
+    // ... and replication goes on: the primary writes the very key the tutorial's safety test tried on the replica
+    // (before, the replica's accepted row stopped replication with 1062 here).
+    primary
+        .query_for_test("INSERT INTO appdb.replication_test VALUES (2, 'written_on_primary')")
+        .await;
     let second = unique_marker("after-ro");
     let after_second = primary.write_marker(&second).await.expect("second marker");
     replica
@@ -170,6 +247,10 @@ async fn the_corrected_tutorial_replicates_and_the_replica_rejects_ordinary_writ
         .await
         .expect("still replicating");
     assert!(replica.has_marker(&second).await.expect("has_marker"));
+    assert_eq!(
+        count(&mut replica, "SELECT COUNT(*) FROM appdb.replication_test").await,
+        2
+    );
     assert!(
         replica
             .replica_status()
@@ -202,12 +283,6 @@ async fn the_corrected_tutorial_replicates_and_the_replica_rejects_ordinary_writ
         "{explanation}"
     );
 
-    // MariaDB cannot be protected further; said so, not silently skipped.
-    let Protection::Unavailable { explanation } = replica.protect_replica().await.expect("protect") else {
-        panic!("MariaDB has no super_read_only");
-    };
-    assert!(explanation.contains("no super_read_only"), "{explanation}");
-
     // A position the primary never reaches: -1 from MASTER_POS_WAIT, reported as a timeout.
     let unreachable = Coordinates {
         file: after_second.file.clone(),
@@ -229,6 +304,33 @@ async fn the_corrected_tutorial_replicates_and_the_replica_rejects_ordinary_writ
             .contains(&format!("did not apply the primary's position {unreachable} within 1s")),
         "{err}"
     );
+
+    // The recorded origin is still on the primary. An origin in a file the primary does not have (purged, or from
+    // before a re-initialisation), or past the end of its file, cannot start a new replica: the error says to
+    // re-seed. (A real PURGE is left out: MariaDB keeps a file until its binlog checkpoint has moved on, which
+    // happens in the background.)
+    let logs = primary.binary_logs().await.expect("SHOW BINARY LOGS");
+    let first = logs.first().expect("the primary has binary logs").clone();
+    assert_eq!(first.name, origin.file, "{logs:?}");
+    check_origin_available("mysql-0", &origin, &logs).expect("available");
+    let purged = Coordinates {
+        file: "mysql-bin.000000".into(),
+        position: 4,
+    };
+    let err = check_origin_available("mysql-0", &purged, &logs).expect_err("not on the primary");
+    assert!(
+        err.to_string().contains("the primary no longer has mysql-bin.000000"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("run `lab teardown` then `lab up`"), "{err}");
+    let past_the_end = Coordinates {
+        file: first.name.clone(),
+        position: first.size + 1,
+    };
+    let err = check_origin_available("mysql-0", &past_the_end, &logs).expect_err("past the end");
+    assert!(err.to_string().contains("shorter than position"), "{err}");
+    // A server without binary logging lists none.
+    assert_eq!(replica.binary_logs().await.expect("no binlog"), []);
 
     for db in [primary, replica, probe_on_replica, probe_on_primary] {
         db.close().await;

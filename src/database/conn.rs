@@ -9,12 +9,15 @@ use tokio::time::{Instant, sleep, timeout};
 
 use crate::secret::SecretString;
 
-use super::dialect::{Dialect, Statement};
+use super::dialect::{Account, Dialect, ReplicaProtection, Statement, holds_read_only_admin, revoke_targets};
 use super::error::{login_fix, scrub, statement_fix, whole_seconds, withhold_quoted};
-use super::status::{ReplicationProgress, replica_status_from_rows};
+use super::status::{
+    CONFIRM_RUNNING_AFTER, ReplicationProgress, confirm_running, is_coordinator_stop, replica_status_from_rows,
+    worker_error,
+};
 use super::{
-    Coordinates, Credentials, DbError, Flavor, MAX_MARKER_LEN, PROBE_USER, ReplicaStatus, ServerFacts, ServerVersion,
-    SourceConfig, parse_version,
+    BinaryLog, Coordinates, Credentials, DbError, Flavor, MAX_MARKER_LEN, ReplicaStatus, ServerFacts, ServerVersion,
+    SourceConfig, check_supported, parse_version,
 };
 
 /// How long one connection attempt may take before it counts as failed and is retried.
@@ -39,13 +42,16 @@ pub enum ReadOnlyOutcome {
     AcceptedAndRolledBack { explanation: String },
 }
 
-/// What [`Db::protect_replica`] could do.
+/// What [`Db::protect_replica`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protection {
     /// MySQL: `super_read_only` is ON and persisted across restarts.
     SuperReadOnlyPersisted,
-    /// MariaDB: no super_read_only exists; `read_only` alone lets READ_ONLY ADMIN holders (root) write.
-    Unavailable { explanation: String },
+    /// MariaDB 12.0+: `read_only = NO_LOCK_NO_ADMIN` (until the next restart).
+    NoLockNoAdmin,
+    /// MariaDB before 12.0: READ_ONLY ADMIN is gone from the root accounts TCP logins match; `revoked` lists the
+    /// accounts that lost it now (empty when an earlier run did it).
+    ReadOnlyAdminRevoked { revoked: Vec<String> },
 }
 
 /// One connection to one server. Statements that depend on the default database run on this same connection.
@@ -123,6 +129,10 @@ impl Db {
             }
         };
         let version = parse_version(&raw_version)?;
+        if let Err(err) = check_supported(&version) {
+            let _ = conn.disconnect().await;
+            return Err(err);
+        }
         Ok(Db {
             conn,
             server,
@@ -155,15 +165,26 @@ impl Db {
         })
     }
 
-    /// CREATE USER IF NOT EXISTS, ALTER USER (so a changed Secret takes effect), GRANT REPLICATION SLAVE. Runs with
-    /// no default database, so with binlog-do-db=appdb none of it is binlogged.
+    /// CREATE USER IF NOT EXISTS, ALTER USER (so a changed Secret takes effect), GRANT REPLICATION SLAVE, with
+    /// sql_log_bin = 0 (MySQL would binlog them even with no default database) and no default database.
     pub async fn ensure_replication_user(&mut self, repl: &Credentials) -> Result<(), DbError> {
         self.remember(&repl.password);
         self.leave_appdb().await?;
-        for statement in self.dialect.replication_user(repl) {
-            self.run("creating the replication user", &statement).await?;
+        let what = "creating the replication user";
+        let mut statements = self.dialect.replication_user(repl);
+        let binlog_on = statements
+            .pop()
+            .expect("the section ends with SET SESSION sql_log_bin = 1");
+        let mut result = Ok(());
+        for statement in &statements {
+            result = self.run(what, statement).await;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        // Always back on: everything this session runs next (CREATE DATABASE appdb, ...) must be binlogged.
+        self.run(what, &binlog_on).await?;
+        result
     }
 
     /// The primary's current binlog file and position (`SHOW MASTER STATUS` / `SHOW BINARY LOG STATUS`).
@@ -174,6 +195,17 @@ impl Db {
             server: self.server.clone(),
             statement: statement.text().to_string(),
         })
+    }
+
+    /// The primary's binlog files (`SHOW BINARY LOGS`, columns read by name); empty when binary logging is off.
+    pub async fn binary_logs(&mut self) -> Result<Vec<BinaryLog>, DbError> {
+        let statement = self.dialect.binary_logs();
+        match self.rows("listing the binary logs", &statement).await {
+            Ok(rows) => Ok(parse_binary_logs(&rows)),
+            // 1381: "You are not using binary logging".
+            Err(DbError::Statement { code: 1381, .. }) => Ok(Vec::new()),
+            Err(err) => Err(err),
+        }
     }
 
     /// `CREATE DATABASE IF NOT EXISTS appdb`: call it AFTER [`Db::capture_coordinates`], so that replicas configured
@@ -195,11 +227,21 @@ impl Db {
         Ok(())
     }
 
-    /// `None` when this server is not configured as a replica.
+    /// `None` when this server is not configured as a replica. On MySQL, when the multi-threaded applier's
+    /// coordinator message hides the SQL error, the worker's error takes its place.
     pub async fn replica_status(&mut self) -> Result<Option<ReplicaStatus>, DbError> {
         let statement = self.dialect.replica_status();
         let rows = self.rows("reading the replica status", &statement).await?;
-        Ok(replica_status_from_rows(&rows))
+        let Some(status) = replica_status_from_rows(&rows) else {
+            return Ok(None);
+        };
+        match self.dialect.worker_errors() {
+            Some(statement) if is_coordinator_stop(&status.last_sql_error) => {
+                let rows = self.rows("reading the applier workers' errors", &statement).await?;
+                Ok(Some(status.with_worker_error(worker_error(&rows))))
+            }
+            _ => Ok(Some(status)),
+        }
     }
 
     /// Stop, forget the previous source (`RESET ... ALL`), point at `source`, start.
@@ -223,20 +265,23 @@ impl Db {
         self.run("starting replication", &statement).await
     }
 
-    /// Polls the replica status until both threads run (neither server offers an event or notification for
-    /// replication state, so a short poll is the only way). Fails at once with the error's [`super::Finding`] when a
-    /// thread has a non-transient error (1236, 1049, 1062, 2061, 1593, 1045, ...); `Connecting` with 2003/2005 is
-    /// waited out until `deadline`.
+    /// Polls the replica status until both threads run and the IO thread waits for events, twice in a row
+    /// [`super::CONFIRM_RUNNING_AFTER`] apart (see [`super::confirm_running`]: a momentary `Yes` is not trusted).
+    /// Neither server offers an event or notification for replication state, so a short poll is the only way.
+    /// Fails at once with the error's [`super::Finding`] when a thread has a non-transient error (1236/13114, 1049,
+    /// 1062, 2061, 1593/13117, 1045, ...); `Connecting` with 2003/2005 is waited out until `deadline`.
     pub async fn wait_replication_running(&mut self, deadline: Instant) -> Result<ReplicaStatus, DbError> {
         let started = Instant::now();
         let mut poll = REPLICATION_POLL_FIRST;
+        let mut previous: Option<ReplicaStatus> = None;
         loop {
             let Some(status) = self.replica_status().await? else {
                 return Err(DbError::NotAReplica {
                     server: self.server.clone(),
                 });
             };
-            match status.progress() {
+            let samples: Vec<ReplicaStatus> = previous.iter().cloned().chain([status.clone()]).collect();
+            match confirm_running(&samples) {
                 ReplicationProgress::Running => return Ok(status),
                 ReplicationProgress::Failed(failure) => {
                     return Err(DbError::ReplicationFailed {
@@ -249,19 +294,26 @@ impl Db {
                 }
                 ReplicationProgress::Starting => {}
             }
-            if Instant::now() + poll >= deadline {
+            // A settled sample is checked again after the confirmation interval, anything else at the poll pace.
+            let pause = if status.is_settled() {
+                CONFIRM_RUNNING_AFTER
+            } else {
+                poll
+            };
+            if Instant::now() + pause >= deadline {
                 return Err(DbError::ReplicationStartTimedOut {
                     server: self.server.clone(),
                     waited_secs: whole_seconds(started.elapsed()),
                     last_status: self.scrub(&status.summary()),
                 });
             }
-            sleep(poll).await;
+            sleep(pause).await;
             poll = (poll * 2).min(REPLICATION_POLL_MAX);
+            previous = Some(status);
         }
     }
 
-    /// On the primary, on this one connection: `USE appdb`, `CREATE TABLE IF NOT EXISTS replication_test`, insert
+    /// On the primary, on this one connection: `USE appdb`, `CREATE TABLE IF NOT EXISTS lab_validation`, insert
     /// `marker`, then the coordinates just after the insert (what a replica must reach to hold the row).
     pub async fn write_marker(&mut self, marker: &str) -> Result<Coordinates, DbError> {
         validate_marker(marker)?;
@@ -325,7 +377,7 @@ impl Db {
         }
     }
 
-    /// True when `appdb.replication_test` holds `marker`. A missing database or table (1049, 1146) is `false`.
+    /// True when `appdb.lab_validation` holds `marker`. A missing database or table (1049, 1146) is `false`.
     pub async fn has_marker(&mut self, marker: &str) -> Result<bool, DbError> {
         let statement = self.dialect.has_marker(marker);
         match self.rows("reading the validation marker", &statement).await {
@@ -342,8 +394,8 @@ impl Db {
     }
 
     /// Tries a write inside a transaction that is always rolled back: error 1290 = [`ReadOnlyOutcome::Rejected`];
-    /// success = [`ReadOnlyOutcome::AcceptedAndRolledBack`] with the reason (MariaDB's root has READ_ONLY ADMIN;
-    /// MySQL without super_read_only lets SUPER holders write; read_only off). Needs appdb.replication_test.
+    /// success = [`ReadOnlyOutcome::AcceptedAndRolledBack`] with the reason (MariaDB's root still has READ_ONLY
+    /// ADMIN; MySQL without super_read_only lets SUPER holders write; read_only off). Needs appdb.lab_validation.
     pub async fn read_only_test(&mut self) -> Result<ReadOnlyOutcome, DbError> {
         let marker = format!("lab-read-only-check-{}", self.conn.id());
         let [begin, insert, rollback] = self.dialect.read_only_check(&marker);
@@ -363,26 +415,67 @@ impl Db {
         }
         let facts = self.facts().await?;
         Ok(ReadOnlyOutcome::AcceptedAndRolledBack {
-            explanation: explain_accepted_write(
-                facts.version.flavor,
-                &self.user,
-                facts.read_only,
-                facts.super_read_only,
-            ),
+            explanation: explain_accepted_write(&facts.version, &self.user, facts.read_only, facts.super_read_only),
         })
     }
 
-    /// MySQL: `SET PERSIST super_read_only = ON` (after configuring the replica; never in the config file, where it
-    /// breaks the image's first start). MariaDB: nothing exists to set; says so.
+    /// Keeps root's writes off this replica; idempotent. MySQL: `SET PERSIST super_read_only = ON` (never in the
+    /// config file, where it breaks the image's first start). MariaDB 12.0+: `read_only = NO_LOCK_NO_ADMIN`. Older
+    /// MariaDB: REVOKE READ_ONLY ADMIN from root@'%' and from the account this login matched, where they still hold
+    /// it (not binlogged), then re-authenticates so that this session's own privileges are the revoked ones (a
+    /// connected client keeps its global privileges otherwise).
     pub async fn protect_replica(&mut self) -> Result<Protection, DbError> {
-        match self.dialect.protect_replica() {
-            Some(statement) => {
-                self.run("turning on super_read_only", &statement).await?;
+        let what = "protecting the replica against writes";
+        match self.dialect.replica_protection() {
+            ReplicaProtection::SuperReadOnly(statement) => {
+                self.run(what, &statement).await?;
                 Ok(Protection::SuperReadOnlyPersisted)
             }
-            None => Ok(Protection::Unavailable {
-                explanation: mariadb_read_only_explanation("root"),
-            }),
+            ReplicaProtection::NoLockNoAdmin(statement) => {
+                self.run(what, &statement).await?;
+                Ok(Protection::NoLockNoAdmin)
+            }
+            ReplicaProtection::RevokeReadOnlyAdmin => {
+                let rows = self.rows(what, &self.dialect.current_account()).await?;
+                let current = rows
+                    .first()
+                    .and_then(|row| row.first())
+                    .and_then(|(_, value)| value.as_deref())
+                    .and_then(Account::parse)
+                    .ok_or_else(|| DbError::Statement {
+                        server: self.server.clone(),
+                        what: what.to_string(),
+                        code: 0,
+                        message: format!("unexpected CURRENT_USER() result {rows:?}"),
+                        fix: statement_fix(0),
+                    })?;
+                let mut revoked = Vec::new();
+                for account in revoke_targets(&current) {
+                    let grants = match self.rows(what, &self.dialect.account_grants(&account)).await {
+                        Ok(rows) => rows,
+                        // 1141: no such account (e.g. MARIADB_ROOT_HOST chose another host than '%').
+                        Err(DbError::Statement { code: 1141, .. }) => continue,
+                        Err(err) => return Err(err),
+                    };
+                    let lines: Vec<String> = grants
+                        .iter()
+                        .filter_map(|row| row.first().and_then(|(_, line)| line.clone()))
+                        .collect();
+                    if !holds_read_only_admin(&lines) {
+                        continue;
+                    }
+                    let [off, revoke, on] = self.dialect.revoke_read_only_admin(&account);
+                    self.run(what, &off).await?;
+                    let result = self.run(what, &revoke).await;
+                    self.run(what, &on).await?;
+                    result?;
+                    revoked.push(account.to_string());
+                }
+                if !revoked.is_empty() {
+                    self.reauthenticate().await?;
+                }
+                Ok(Protection::ReadOnlyAdminRevoked { revoked })
+            }
         }
     }
 
@@ -399,6 +492,16 @@ impl Db {
         rows.iter().map(row_texts).collect()
     }
 
+    /// Test access: the server error code of a statement expected to fail, `None` if it succeeded.
+    #[cfg(test)]
+    pub(crate) async fn query_for_test_error(&mut self, sql: &str) -> Option<u16> {
+        match self.conn.query_drop(sql).await {
+            Ok(()) => None,
+            Err(mysql_async::Error::Server(err)) => Some(err.code),
+            Err(err) => panic!("{sql}: {err}"),
+        }
+    }
+
     fn remember(&mut self, secret: &SecretString) {
         if !self.secrets.contains(secret) {
             self.secrets.push(secret.clone());
@@ -412,15 +515,26 @@ impl Db {
     /// Drops the default database (COM_CHANGE_USER with the same account and no database).
     async fn leave_appdb(&mut self) -> Result<(), DbError> {
         if self.in_appdb {
-            if let Err(err) = self.conn.change_user(ChangeUserOpts::default()).await {
-                return Err(DbError::ConnectionLost {
-                    server: self.server.clone(),
-                    what: "clearing the default database".into(),
-                    message: self.scrub(&err.to_string()),
-                });
-            }
-            self.in_appdb = false;
+            self.change_user("clearing the default database").await?;
         }
+        Ok(())
+    }
+
+    /// Logs in again on the same connection, so that privileges changed since the login apply to it.
+    async fn reauthenticate(&mut self) -> Result<(), DbError> {
+        self.change_user("logging in again with the changed privileges").await
+    }
+
+    /// COM_CHANGE_USER with the same account and no database: reloads privileges, clears the default database.
+    async fn change_user(&mut self, what: &str) -> Result<(), DbError> {
+        if let Err(err) = self.conn.change_user(ChangeUserOpts::default()).await {
+            return Err(DbError::ConnectionLost {
+                server: self.server.clone(),
+                what: what.into(),
+                message: self.scrub(&err.to_string()),
+            });
+        }
+        self.in_appdb = false;
         Ok(())
     }
 
@@ -509,6 +623,23 @@ fn value_text(value: &Value) -> Option<String> {
     }
 }
 
+/// `Log_name` and `File_size` of each `SHOW BINARY LOGS` row.
+fn parse_binary_logs(rows: &[Vec<(String, Option<String>)>]) -> Vec<BinaryLog> {
+    rows.iter()
+        .filter_map(|row| {
+            let column = |name: &str| {
+                row.iter()
+                    .find(|(column, _)| column.eq_ignore_ascii_case(name))
+                    .and_then(|(_, value)| value.clone())
+            };
+            Some(BinaryLog {
+                name: column("Log_name")?,
+                size: column("File_size")?.trim().parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// `File` and `Position` from the binlog status row; `None` when binary logging is off (no row).
 fn parse_coordinates(rows: &[Vec<(String, Option<String>)>]) -> Option<Coordinates> {
     let row = rows.first()?;
@@ -567,7 +698,7 @@ fn validate_marker(marker: &str) -> Result<(), DbError> {
     let reason = if marker.is_empty() {
         "it is empty".to_string()
     } else if marker.chars().count() > MAX_MARKER_LEN {
-        format!("it is longer than the {MAX_MARKER_LEN} characters of replication_test.marker; use a shorter one")
+        format!("it is longer than the {MAX_MARKER_LEN} characters of lab_validation.marker; use a shorter one")
     } else {
         return Ok(());
     };
@@ -577,18 +708,13 @@ fn validate_marker(marker: &str) -> Result<(), DbError> {
     })
 }
 
-fn mariadb_read_only_explanation(user: &str) -> String {
-    format!(
-        "MariaDB accepts writes from {user} on a read_only replica: read_only=ON does not stop accounts with the \
-         READ_ONLY ADMIN privilege, which root holds through GRANT ALL PRIVILEGES, and MariaDB before 12.0 has no \
-         super_read_only. Ordinary accounts such as {PROBE_USER} are rejected with error 1290. To stop root too, \
-         create a local admin account for promotion first, then REVOKE READ_ONLY ADMIN ON *.* FROM every root \
-         account on the replica"
-    )
-}
-
 /// Why a replica accepted the test write, in plain words.
-fn explain_accepted_write(flavor: Flavor, user: &str, read_only: bool, super_read_only: Option<bool>) -> String {
+fn explain_accepted_write(
+    version: &ServerVersion,
+    user: &str,
+    read_only: bool,
+    super_read_only: Option<bool>,
+) -> String {
     const ROLLED_BACK: &str = "The test write was rolled back, so the replica did not diverge.";
     if !read_only {
         return format!(
@@ -596,8 +722,27 @@ fn explain_accepted_write(flavor: Flavor, user: &str, read_only: bool, super_rea
              read-only=ON (check the server.cnf the init container generated). {ROLLED_BACK}"
         );
     }
-    match (flavor, super_read_only) {
-        (Flavor::MariaDb, _) => format!("{}. {ROLLED_BACK}", mariadb_read_only_explanation(user)),
+    match (version.flavor, super_read_only) {
+        // MDEV-29596 (10.11) separated READ_ONLY ADMIN from SUPER; before it, SUPER alone bypasses read_only.
+        (Flavor::MariaDb, _) if !version.at_least(10, 11, 0) => format!(
+            "MariaDB {}.{} accepts writes from {user} on this replica: before 10.11, SUPER (which root holds) bypasses \
+             read_only, so revoking READ_ONLY ADMIN is not enough. Use MariaDB 10.11 or later (--image \
+             mariadb:11.4), or write only through mysql-primary. {ROLLED_BACK}",
+            version.major, version.minor
+        ),
+        (Flavor::MariaDb, _) if version.at_least(12, 0, 0) => format!(
+            "MariaDB accepts writes from {user} on this replica: read_only=ON does not stop accounts with the READ_ONLY \
+             ADMIN privilege (root holds it through GRANT ALL PRIVILEGES) unless it is NO_LOCK_NO_ADMIN, a runtime \
+             setting a restart resets. A later write from the primary to the same row would stop replication with \
+             1062. Run lab up, which sets read_only = NO_LOCK_NO_ADMIN on every replica. {ROLLED_BACK}"
+        ),
+        (Flavor::MariaDb, _) => format!(
+            "MariaDB accepts writes from {user} on this replica: read_only=ON does not stop accounts with the READ_ONLY \
+             ADMIN privilege, which root holds through GRANT ALL PRIVILEGES, and MariaDB before 12.0 has no \
+             super_read_only. A later write from the primary to the same row would stop replication with 1062. Run \
+             lab up, which revokes READ_ONLY ADMIN from root@'%' on every replica (locally, not replicated). \
+             {ROLLED_BACK}"
+        ),
         (Flavor::MySql, Some(true)) => format!(
             "MySQL accepted a write from {user} although read_only and super_read_only are ON, which only the \
              replication applier should be able to do; check the server's read-only settings. {ROLLED_BACK}"
@@ -641,6 +786,30 @@ mod tests {
                 matches!(classify_connect_error(&server_error(code, "no")), ConnectFailure::Rejected { code: c, .. } if c == code)
             );
         }
+    }
+
+    #[test]
+    fn binary_logs_are_read_by_column_name() {
+        let row = |name: &str, size: &str| {
+            vec![
+                ("Log_name".to_string(), Some(name.to_string())),
+                ("File_size".to_string(), Some(size.to_string())),
+                ("Encrypted".to_string(), Some("No".to_string())),
+            ]
+        };
+        assert_eq!(
+            parse_binary_logs(&[row("mysql-bin.000001", "1177"), row("mysql-bin.000002", "385")]),
+            [
+                BinaryLog {
+                    name: "mysql-bin.000001".into(),
+                    size: 1177
+                },
+                BinaryLog {
+                    name: "mysql-bin.000002".into(),
+                    size: 385
+                }
+            ]
+        );
     }
 
     #[test]
@@ -719,7 +888,7 @@ mod tests {
         assert_eq!(
             validate_marker(&long).expect_err("too long").to_string(),
             format!(
-                "marker {long:?} cannot be written: it is longer than the 64 characters of replication_test.marker; \
+                "marker {long:?} cannot be written: it is longer than the 64 characters of lab_validation.marker; \
                  use a shorter one"
             )
         );
@@ -731,15 +900,31 @@ mod tests {
 
     #[test]
     fn accepted_writes_are_explained_truthfully() {
-        let mariadb_root = explain_accepted_write(Flavor::MariaDb, "root", true, None);
-        assert!(mariadb_root.starts_with("MariaDB accepts writes from root on a read_only replica: read_only=ON does not stop accounts with the READ_ONLY ADMIN privilege"), "{mariadb_root}");
+        let version = |text: &str| parse_version(text).expect("parses");
+        let mariadb_root = explain_accepted_write(&version("10.11.19-MariaDB"), "root", true, None);
+        assert!(
+            mariadb_root.starts_with(
+                "MariaDB accepts writes from root on this replica: read_only=ON does not stop accounts with the \
+                 READ_ONLY ADMIN privilege"
+            ),
+            "{mariadb_root}"
+        );
+        assert!(mariadb_root.contains("1062"), "{mariadb_root}");
+        assert!(
+            mariadb_root.contains("Run lab up, which revokes READ_ONLY ADMIN"),
+            "{mariadb_root}"
+        );
         assert!(
             mariadb_root.ends_with("The test write was rolled back, so the replica did not diverge."),
             "{mariadb_root}"
         );
-        let mysql_root = explain_accepted_write(Flavor::MySql, "root", true, Some(false));
+        let mariadb_10_6 = explain_accepted_write(&version("10.6.21-MariaDB"), "root", true, None);
+        assert!(mariadb_10_6.contains("before 10.11, SUPER"), "{mariadb_10_6}");
+        let mariadb_12 = explain_accepted_write(&version("12.0.2-MariaDB"), "root", true, None);
+        assert!(mariadb_12.contains("NO_LOCK_NO_ADMIN"), "{mariadb_12}");
+        let mysql_root = explain_accepted_write(&version("8.4.10"), "root", true, Some(false));
         assert!(mysql_root.contains("SET PERSIST super_read_only = ON"), "{mysql_root}");
-        let off = explain_accepted_write(Flavor::MySql, "lab_probe", false, Some(false));
+        let off = explain_accepted_write(&version("8.4.10"), "lab_probe", false, Some(false));
         assert!(off.starts_with("read_only is OFF on this replica"), "{off}");
     }
 }

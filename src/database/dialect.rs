@@ -20,6 +20,15 @@ const VALIDATE_SQL: &str = include_str!("../../sql/03-validate.sql");
 /// cost a minute of replication).
 pub const CONNECT_RETRY_SECONDS: u32 = 5;
 
+/// How often a MySQL replica retries a lost source connection before its IO thread stops for good. MySQL 8.4
+/// lowered the default of SOURCE_RETRY_COUNT from 86400 to 10 (refman 8.4 "What Is New", mysql-notes 13): with a
+/// 5 s connect retry a replica gave up after ~50 s of primary downtime and never restarted by itself. 86400 is the
+/// pre-8.4 default, measured on MySQL 8.0.40 to ride out a 90 s primary outage ("attempt N/86400", mysql-notes 14):
+/// with 5 s between attempts that is 5 days. An explicit number rather than 0: the manual pages at hand did not
+/// confirm what 0 means for this option. MariaDB has no such CHANGE MASTER option before 12 (1064 on 10.11, tested);
+/// its `--master-retry-count` server option defaults to 100000, so it never needed one.
+pub const SOURCE_RETRY_COUNT: u32 = 86400;
+
 /// One rendered statement. It may carry a password, so it has no `Display` and its `Debug` hides such text.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Statement {
@@ -112,8 +121,12 @@ impl Dialect {
             "CHANGE_SOURCE_TO" => "CHANGE MASTER TO".into(),
             "SOURCE_OR_MASTER" if change_source => "SOURCE".into(),
             "SOURCE_OR_MASTER" => "MASTER".into(),
-            "FLAVOR_SOURCE_OPTIONS" if change_source => ", GET_SOURCE_PUBLIC_KEY = 1".into(),
-            "FLAVOR_SOURCE_OPTIONS" if mysql => ", GET_MASTER_PUBLIC_KEY = 1".into(),
+            "FLAVOR_SOURCE_OPTIONS" if change_source => {
+                format!(", SOURCE_RETRY_COUNT = {SOURCE_RETRY_COUNT}, GET_SOURCE_PUBLIC_KEY = 1")
+            }
+            "FLAVOR_SOURCE_OPTIONS" if mysql => {
+                format!(", MASTER_RETRY_COUNT = {SOURCE_RETRY_COUNT}, GET_MASTER_PUBLIC_KEY = 1")
+            }
             "FLAVOR_SOURCE_OPTIONS" => ", MASTER_USE_GTID = no".into(),
             "POS_WAIT_FUNCTION" if self.is_mysql_at_least(8, 0, 26) => "SOURCE_POS_WAIT".into(),
             "POS_WAIT_FUNCTION" => "MASTER_POS_WAIT".into(),
@@ -170,7 +183,8 @@ impl Dialect {
         self.render_one(SERVER_FACTS_SQL, "server_facts", &[])
     }
 
-    /// CREATE USER IF NOT EXISTS, ALTER USER (password), GRANT REPLICATION SLAVE. Run with no default database.
+    /// `SET SESSION sql_log_bin = 0`, CREATE USER IF NOT EXISTS, ALTER USER (password), GRANT REPLICATION SLAVE,
+    /// `SET SESSION sql_log_bin = 1` (run the last one whatever happened). Run with no default database.
     pub fn replication_user(&self, repl: &Credentials) -> Vec<Statement> {
         self.render(
             PRIMARY_SETUP_SQL,
@@ -185,6 +199,11 @@ impl Dialect {
     /// `SHOW MASTER STATUS` or `SHOW BINARY LOG STATUS`.
     pub fn binlog_coordinates(&self) -> Statement {
         self.render_one(PRIMARY_SETUP_SQL, "binlog_coordinates", &[])
+    }
+
+    /// `SHOW BINARY LOGS`.
+    pub fn binary_logs(&self) -> Statement {
+        self.render_one(PRIMARY_SETUP_SQL, "binary_logs", &[])
     }
 
     /// `CREATE DATABASE IF NOT EXISTS appdb`: run only after the coordinates were captured.
@@ -230,6 +249,11 @@ impl Dialect {
         self.render_one(REPLICA_SETUP_SQL, "replica_status", &[])
     }
 
+    /// MySQL: the applier workers' errors, newest first. MariaDB: `None` (its status carries the real error).
+    pub fn worker_errors(&self) -> Option<Statement> {
+        (self.version.flavor == Flavor::MySql).then(|| self.render_one(REPLICA_SETUP_SQL, "worker_errors", &[]))
+    }
+
     /// `SELECT SOURCE_POS_WAIT(...)` or `SELECT MASTER_POS_WAIT(...)` with a timeout in whole seconds.
     pub fn wait_for_position(&self, target: &Coordinates, timeout_seconds: u64) -> Statement {
         self.render_one(
@@ -243,12 +267,41 @@ impl Dialect {
         )
     }
 
-    /// MySQL: `SET PERSIST super_read_only = ON`. MariaDB has no such variable: `None`.
-    pub fn protect_replica(&self) -> Option<Statement> {
-        (self.version.flavor == Flavor::MySql).then(|| self.render_one(REPLICA_SETUP_SQL, "protect_replica", &[]))
+    /// How this server keeps root (and everyone but the replication applier) from writing on a replica.
+    pub fn replica_protection(&self) -> ReplicaProtection {
+        match self.version.flavor {
+            Flavor::MySql => {
+                ReplicaProtection::SuperReadOnly(self.render_one(REPLICA_SETUP_SQL, "protect_replica", &[]))
+            }
+            // MDEV-36425: read_only became an enum with NO_LOCK_NO_ADMIN in 12.0.
+            Flavor::MariaDb if self.version.at_least(12, 0, 0) => ReplicaProtection::NoLockNoAdmin(self.render_one(
+                REPLICA_SETUP_SQL,
+                "protect_replica_no_lock_no_admin",
+                &[],
+            )),
+            Flavor::MariaDb => ReplicaProtection::RevokeReadOnlyAdmin,
+        }
     }
 
-    /// `USE appdb`, `CREATE TABLE IF NOT EXISTS replication_test`, the marker INSERT: for one connection.
+    /// `SELECT CURRENT_USER()`: the account this login matched, as `user@host`.
+    pub fn current_account(&self) -> Statement {
+        self.render_one(REPLICA_SETUP_SQL, "current_account", &[])
+    }
+
+    /// `SHOW GRANTS FOR 'user'@'host'`.
+    pub fn account_grants(&self, account: &Account) -> Statement {
+        self.render_one(REPLICA_SETUP_SQL, "account_grants", &account_values(account))
+    }
+
+    /// `SET SESSION sql_log_bin = 0`, `REVOKE READ_ONLY ADMIN ON *.* FROM 'user'@'host'`, `SET SESSION sql_log_bin
+    /// = 1`: MariaDB before 12.0, on a replica, only while the account still holds the privilege.
+    pub fn revoke_read_only_admin(&self, account: &Account) -> [Statement; 3] {
+        self.render(REPLICA_SETUP_SQL, "revoke_read_only_admin", &account_values(account))
+            .try_into()
+            .expect("section revoke_read_only_admin holds exactly three statements (tested)")
+    }
+
+    /// `USE appdb`, `CREATE TABLE IF NOT EXISTS lab_validation`, the marker INSERT: for one connection.
     pub fn write_marker(&self, marker: &str) -> Vec<Statement> {
         self.render(VALIDATE_SQL, "write_marker", &[("MARKER", Value::Text(marker))])
     }
@@ -275,6 +328,75 @@ impl Dialect {
     pub fn start_sql_thread(&self) -> String {
         format!("START {} SQL_THREAD", self.replica_keyword())
     }
+}
+
+/// A MySQL/MariaDB account, `'user'@'host'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: String,
+    pub host: String,
+}
+
+impl Account {
+    pub fn new(user: &str, host: &str) -> Account {
+        Account {
+            user: user.to_string(),
+            host: host.to_string(),
+        }
+    }
+
+    /// Parses `CURRENT_USER()`'s `user@host` (the host follows the last `@`).
+    pub fn parse(text: &str) -> Option<Account> {
+        let (user, host) = text.trim().rsplit_once('@')?;
+        (!user.is_empty()).then(|| Account::new(user, host))
+    }
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", quote_literal(&self.user), quote_literal(&self.host))
+    }
+}
+
+fn account_values(account: &Account) -> [(&'static str, Value<'_>); 2] {
+    [
+        ("ACCOUNT_USER", Value::Text(&account.user)),
+        ("ACCOUNT_HOST", Value::Text(&account.host)),
+    ]
+}
+
+/// How a replica is protected against writes from root, per flavour and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaProtection {
+    /// MySQL: `SET PERSIST super_read_only = ON`.
+    SuperReadOnly(Statement),
+    /// MariaDB 12.0+: `SET GLOBAL read_only = NO_LOCK_NO_ADMIN`.
+    NoLockNoAdmin(Statement),
+    /// MariaDB before 12.0: take READ_ONLY ADMIN away from the root accounts TCP logins match (see
+    /// [`revoke_targets`] and [`holds_read_only_admin`]).
+    RevokeReadOnlyAdmin,
+}
+
+/// The accounts whose READ_ONLY ADMIN a MariaDB replica must lose: `root@'%'` (every TCP login as root on the
+/// official images, which run with skip-name-resolve) and the account this very login matched (where a server
+/// resolves 127.0.0.1 to `localhost`, a port-forward's login is `root@localhost`). `root@localhost` otherwise keeps
+/// the privilege as the socket-only break-glass account.
+pub fn revoke_targets(current: &Account) -> Vec<Account> {
+    let mut targets = vec![Account::new("root", "%")];
+    if !targets.contains(current) {
+        targets.push(current.clone());
+    }
+    targets
+}
+
+/// True when `SHOW GRANTS` lines give the account READ_ONLY ADMIN on `*.*`, by name or through ALL PRIVILEGES.
+pub fn holds_read_only_admin(grants: &[String]) -> bool {
+    grants.iter().any(|line| {
+        let upper = line.to_ascii_uppercase();
+        let global = upper.contains(" ON *.* ");
+        let listed = upper.contains("READ_ONLY ADMIN") || upper.contains("READ ONLY ADMIN");
+        global && (listed || upper.starts_with("GRANT ALL PRIVILEGES ON *.*"))
+    })
 }
 
 /// The statements of one `-- name:` section, comments dropped and lines joined; `None` if the section is absent.
@@ -403,7 +525,7 @@ mod tests {
                 "CHANGE MASTER TO MASTER_HOST = 'mysql-0.mysql-headless.database.svc.cluster.local', \
                  MASTER_PORT = 3306, MASTER_USER = 'repl', MASTER_PASSWORD = 'replpass', \
                  MASTER_LOG_FILE = 'mysql-bin.000001', MASTER_LOG_POS = 328, MASTER_CONNECT_RETRY = 5, \
-                 GET_MASTER_PUBLIC_KEY = 1",
+                 MASTER_RETRY_COUNT = 86400, GET_MASTER_PUBLIC_KEY = 1",
                 "START SLAVE",
             ]
         );
@@ -418,7 +540,11 @@ mod tests {
             "{:?}",
             statements[2].text()
         );
-        assert!(statements[2].text().ends_with(", GET_MASTER_PUBLIC_KEY = 1"));
+        assert!(
+            statements[2]
+                .text()
+                .ends_with(", MASTER_RETRY_COUNT = 86400, GET_MASTER_PUBLIC_KEY = 1")
+        );
     }
 
     #[test]
@@ -429,7 +555,7 @@ mod tests {
             "CHANGE REPLICATION SOURCE TO SOURCE_HOST = 'mysql-0.mysql-headless.database.svc.cluster.local', \
              SOURCE_PORT = 3306, SOURCE_USER = 'repl', SOURCE_PASSWORD = 'replpass', \
              SOURCE_LOG_FILE = 'mysql-bin.000001', SOURCE_LOG_POS = 328, SOURCE_CONNECT_RETRY = 5, \
-             GET_SOURCE_PUBLIC_KEY = 1",
+             SOURCE_RETRY_COUNT = 86400, GET_SOURCE_PUBLIC_KEY = 1",
             "START REPLICA",
         ];
         for version in ["8.0.30", "8.4.10", "9.7.1", "26.10.0"] {
@@ -460,6 +586,8 @@ mod tests {
             let statements = dialect(version).configure_replica(&source());
             assert_eq!(texts(&statements), expected, "{version}");
             assert!(!statements[2].text().contains("PUBLIC_KEY"));
+            // CHANGE MASTER on MariaDB 10.5-11.x has no MASTER_RETRY_COUNT (1064 on 10.11, tested).
+            assert!(!statements[2].text().contains("RETRY_COUNT"));
         }
     }
 
@@ -484,6 +612,9 @@ mod tests {
         );
         assert_eq!(dialect("8.2.0").binlog_coordinates().text(), "SHOW BINARY LOG STATUS");
         assert_eq!(dialect("8.1.0").binlog_coordinates().text(), "SHOW MASTER STATUS");
+        for version in ALL_VERSIONS {
+            assert_eq!(dialect(version).binary_logs().text(), "SHOW BINARY LOGS", "{version}");
+        }
     }
 
     #[test]
@@ -528,17 +659,20 @@ mod tests {
         };
         for version in ALL_VERSIONS {
             let statements = dialect(version).replication_user(&repl);
+            // Not binlogged on either flavour: MySQL logs account statements despite binlog-do-db (mysql-notes 14).
             assert_eq!(
                 texts(&statements),
                 [
+                    "SET SESSION sql_log_bin = 0",
                     "CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'replpass'",
                     "ALTER USER 'repl'@'%' IDENTIFIED BY 'replpass'",
                     "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'",
+                    "SET SESSION sql_log_bin = 1",
                 ],
                 "{version}"
             );
-            assert!(statements[0].carries_secret() && statements[1].carries_secret());
-            assert!(!statements[2].carries_secret());
+            assert!(statements[1].carries_secret() && statements[2].carries_secret());
+            assert!(!statements[3].carries_secret());
             assert!(statements.iter().all(|s| !s.text().contains("mysql_native_password")));
         }
     }
@@ -572,24 +706,37 @@ mod tests {
                 texts(&d.write_marker("lab-1")),
                 [
                     "USE appdb",
-                    "CREATE TABLE IF NOT EXISTS replication_test (id BIGINT AUTO_INCREMENT PRIMARY KEY, \
+                    "CREATE TABLE IF NOT EXISTS lab_validation (id BIGINT AUTO_INCREMENT PRIMARY KEY, \
                      marker VARCHAR(64) NOT NULL UNIQUE, msg VARCHAR(64) NOT NULL DEFAULT 'written_on_primary', \
                      written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE = InnoDB",
-                    "INSERT INTO replication_test (marker, msg) VALUES ('lab-1', 'written_on_primary')",
+                    "INSERT INTO lab_validation (marker, msg) VALUES ('lab-1', 'written_on_primary')",
                 ]
             );
             assert_eq!(
                 d.has_marker("lab-1").text(),
-                "SELECT COUNT(*) FROM appdb.replication_test WHERE marker = 'lab-1'"
+                "SELECT COUNT(*) FROM appdb.lab_validation WHERE marker = 'lab-1'"
             );
             assert_eq!(
                 texts(&d.read_only_check("lab-ro")),
                 [
                     "START TRANSACTION",
-                    "INSERT INTO appdb.replication_test (marker, msg) VALUES ('lab-ro', 'should_fail')",
+                    "INSERT INTO appdb.lab_validation (marker, msg) VALUES ('lab-ro', 'should_fail')",
                     "ROLLBACK",
                 ]
             );
+        }
+    }
+
+    #[test]
+    fn lab_never_writes_to_the_tutorials_table() {
+        for version in ALL_VERSIONS {
+            let d = dialect(version);
+            let mut all = d.write_marker("m");
+            all.push(d.has_marker("m"));
+            all.extend(d.read_only_check("m"));
+            for statement in all {
+                assert!(!statement.text().contains("replication_test"), "{:?}", statement.text());
+            }
         }
     }
 
@@ -604,19 +751,101 @@ mod tests {
             "SELECT VERSION(), @@server_id, @@server_uid, @@read_only, NULL, @@log_bin"
         );
         for version in ["8.0.21", "8.0.30", "8.4.10", "9.7.1", "26.10.0"] {
+            let ReplicaProtection::SuperReadOnly(statement) = dialect(version).replica_protection() else {
+                panic!("{version}: MySQL keeps super_read_only");
+            };
+            assert_eq!(statement.text(), "SET PERSIST super_read_only = ON", "{version}");
+        }
+        assert_eq!(dialect("10.11.19-MariaDB").start_sql_thread(), "START SLAVE SQL_THREAD");
+        assert_eq!(dialect("10.11.19-MariaDB").worker_errors(), None);
+        assert_eq!(
+            dialect("8.0.40")
+                .worker_errors()
+                .map(|s| s.text().to_string())
+                .as_deref(),
+            Some(
+                "SELECT LAST_ERROR_NUMBER, LAST_ERROR_MESSAGE FROM \
+                 performance_schema.replication_applier_status_by_worker WHERE LAST_ERROR_NUMBER <> 0 ORDER BY \
+                 LAST_ERROR_TIMESTAMP DESC"
+            )
+        );
+        assert_eq!(dialect("8.4.10").start_sql_thread(), "START REPLICA SQL_THREAD");
+        assert_eq!(dialect("8.0.21").start_replica(), "START SLAVE");
+    }
+
+    #[test]
+    fn mariadb_replicas_lose_read_only_admin_before_12_and_use_no_lock_no_admin_from_12() {
+        // MDEV-29596 (10.11): GRANT ALL includes READ_ONLY ADMIN, which read_only=ON does not stop (mysql-notes 1.4).
+        // MDEV-36425 (12.0): read_only=NO_LOCK_NO_ADMIN stops its holders too (mysql-notes 4 and 13).
+        for version in [
+            "10.5.2-MariaDB",
+            "10.11.19-MariaDB-0+deb12u1-log",
+            "11.4.12-MariaDB-ubu2404",
+            "11.8.3-MariaDB",
+        ] {
             assert_eq!(
-                dialect(version)
-                    .protect_replica()
-                    .map(|s| s.text().to_string())
-                    .as_deref(),
-                Some("SET PERSIST super_read_only = ON"),
+                dialect(version).replica_protection(),
+                ReplicaProtection::RevokeReadOnlyAdmin,
                 "{version}"
             );
         }
-        assert_eq!(dialect("10.11.19-MariaDB").protect_replica(), None);
-        assert_eq!(dialect("10.11.19-MariaDB").start_sql_thread(), "START SLAVE SQL_THREAD");
-        assert_eq!(dialect("8.4.10").start_sql_thread(), "START REPLICA SQL_THREAD");
-        assert_eq!(dialect("8.0.21").start_replica(), "START SLAVE");
+        for version in ["12.0.2-MariaDB", "12.1.1-MariaDB-ubu2404"] {
+            let ReplicaProtection::NoLockNoAdmin(statement) = dialect(version).replica_protection() else {
+                panic!("{version}");
+            };
+            assert_eq!(statement.text(), "SET GLOBAL read_only = NO_LOCK_NO_ADMIN");
+        }
+        let d = dialect("10.11.19-MariaDB");
+        let root = Account::new("root", "%");
+        assert_eq!(d.current_account().text(), "SELECT CURRENT_USER()");
+        assert_eq!(d.account_grants(&root).text(), "SHOW GRANTS FOR 'root'@'%'");
+        assert_eq!(
+            texts(&d.revoke_read_only_admin(&root)),
+            [
+                "SET SESSION sql_log_bin = 0",
+                "REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'",
+                "SET SESSION sql_log_bin = 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn read_only_admin_is_revoked_from_root_at_any_host_and_from_the_account_this_login_matched() {
+        assert_eq!(Account::parse("root@%"), Some(Account::new("root", "%")));
+        assert_eq!(
+            Account::parse("we@ird@localhost"),
+            Some(Account::new("we@ird", "localhost"))
+        );
+        assert_eq!(Account::parse("nohost"), None);
+        assert_eq!(revoke_targets(&Account::new("root", "%")), [Account::new("root", "%")]);
+        assert_eq!(
+            revoke_targets(&Account::new("root", "localhost")),
+            [Account::new("root", "%"), Account::new("root", "localhost")]
+        );
+        assert_eq!(Account::new("root", "%").to_string(), "'root'@'%'");
+    }
+
+    #[test]
+    fn read_only_admin_is_found_by_name_or_through_all_privileges() {
+        let lines = |text: &[&str]| text.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        // As MariaDB 10.11 prints root@'%' of the official image, before and after the revoke.
+        assert!(holds_read_only_admin(&lines(&[
+            "GRANT ALL PRIVILEGES ON *.* TO `root`@`%` IDENTIFIED BY PASSWORD '*B69027D44F6E5EDC07F1AEAD1477967B16F28227' WITH GRANT OPTION",
+            "GRANT PROXY ON ''@'%' TO 'root'@'%' WITH GRANT OPTION",
+        ])));
+        assert!(!holds_read_only_admin(&lines(&[
+            "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, SHUTDOWN, PROCESS, FILE, REFERENCES, INDEX, \
+             ALTER, SHOW DATABASES, SUPER, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, REPLICATION SLAVE, BINLOG \
+             MONITOR, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, CREATE USER, EVENT, TRIGGER, CREATE \
+             TABLESPACE, DELETE HISTORY, SET USER, FEDERATED ADMIN, CONNECTION ADMIN, REPLICATION SLAVE ADMIN, \
+             REPLICATION MASTER ADMIN, BINLOG ADMIN, BINLOG REPLAY, SLAVE MONITOR ON *.* TO `root`@`%` WITH GRANT OPTION",
+        ])));
+        assert!(holds_read_only_admin(&lines(&[
+            "GRANT READ_ONLY ADMIN ON *.* TO `admin`@`%`"
+        ])));
+        assert!(!holds_read_only_admin(&lines(&[
+            "GRANT ALL PRIVILEGES ON `appdb`.* TO `u`@`%`"
+        ])));
     }
 
     #[test]
@@ -626,9 +855,9 @@ mod tests {
             password: SecretString::new(r"p;w'\x"),
         };
         let statements = dialect("8.4.10").replication_user(&repl);
-        assert_eq!(statements.len(), 3);
+        assert_eq!(statements.len(), 5);
         assert_eq!(
-            statements[1].text(),
+            statements[2].text(),
             r"ALTER USER 're''pl'@'%' IDENTIFIED BY 'p;w''\\x'"
         );
         assert_eq!(quote_literal("a\nb\0c"), r"'a\nb\0c'");

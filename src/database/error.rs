@@ -22,6 +22,12 @@ pub enum DbError {
     UnparsableVersion { raw: String },
 
     #[error(
+        "the server is {found}, older than {oldest}, the oldest version lab supports: use a newer image (e.g. \
+         --image mysql:8.4 or --image mariadb:11.4)"
+    )]
+    UnsupportedVersion { found: String, oldest: String },
+
+    #[error(
         "cannot connect to the database at {server} within {waited_secs}s (last attempt: {last_error}): check that \
          the pod is Running and Ready and the port-forward is open, or allow more time with --timeout"
     )]
@@ -107,6 +113,17 @@ pub enum DbError {
         detail: String,
     },
 
+    #[error(
+        "a new replica cannot start from the recorded binlog origin {origin} on {server}: {problem}. The replica \
+         must be re-seeded from a consistent copy of the primary; in this lab, run `lab teardown` then `lab up`, \
+         which rebuilds every server from scratch (the lab's data goes with it)"
+    )]
+    OriginUnavailable {
+        server: String,
+        origin: String,
+        problem: String,
+    },
+
     #[error("marker {marker:?} cannot be written: {reason}")]
     InvalidMarker { marker: String, reason: String },
 }
@@ -120,6 +137,7 @@ impl Classify for DbError {
             | DbError::PositionWaitTimedOut { .. } => ExitStatus::Unreachable,
             // A bad password in the Secret, a missing privilege or a misconfigured server is configuration.
             DbError::UnparsableVersion { .. }
+            | DbError::UnsupportedVersion { .. }
             | DbError::LoginRejected { .. }
             | DbError::BinaryLogOff { .. }
             | DbError::InvalidMarker { .. } => ExitStatus::Usage,
@@ -127,6 +145,7 @@ impl Classify for DbError {
             DbError::Statement { .. }
             | DbError::NotAReplica { .. }
             | DbError::ReplicationFailed { .. }
+            | DbError::OriginUnavailable { .. }
             | DbError::SqlThreadNotRunning { .. } => ExitStatus::Unhealthy,
         }
     }
@@ -134,7 +153,10 @@ impl Classify for DbError {
 
 /// Server errors that mean "the account or server is set up wrongly", not "the lab is broken".
 fn is_configuration_error(code: u16) -> bool {
-    matches!(code, 1044 | 1045 | 1130 | 1142 | 1227 | 1290 | 1370 | 1524)
+    matches!(
+        code,
+        1044 | 1045 | 1130 | 1142 | 1227 | 1290 | 1370 | 1470 | 1524 | 3056
+    )
 }
 
 /// What to do about a failed statement, by server error code.
@@ -147,14 +169,17 @@ pub(crate) fn statement_fix(code: u16) -> String {
         1049 => "database appdb does not exist on this server yet: on the primary lab up creates it (after \
                  capturing the coordinates); replicas receive it through replication"
             .into(),
-        1146 => "appdb.replication_test does not exist on this server yet: lab up's validation creates it on the \
+        1146 => "appdb.lab_validation does not exist on this server yet: lab up's validation creates it on the \
                  primary and replication brings it to the replicas"
             .into(),
-        1054 => "appdb.replication_test exists with another schema (e.g. created by the tutorial's script): drop it \
-                 on the primary (the drop replicates) and re-run lab up"
+        1054 => "appdb.lab_validation exists with another schema: drop it on the primary (the drop replicates) and \
+                 re-run lab up"
             .into(),
         1064 | 1193 | 1305 => "the server rejected a statement of lab's dialect for this version: please report it \
                               with the output of SELECT VERSION()"
+            .into(),
+        3056 => "the replication password is longer than the 32 characters MySQL accepts for SOURCE_PASSWORD: set \
+                 a shorter REPLICATION_PASSWORD in Secret mysql-secret"
             .into(),
         1470 => "a value is too long for the server (a host name over 255 characters or a password over 32 to 96): \
                  shorten it in Secret mysql-secret"
@@ -254,6 +279,19 @@ mod tests {
             fix: statement_fix(1227),
         };
         assert_eq!(privilege.exit_status(), ExitStatus::Usage);
+        let long_password = DbError::Statement {
+            server: "x".into(),
+            what: "configuring the replica".into(),
+            code: 3056,
+            message: "SOURCE_PASSWORD too long".into(),
+            fix: statement_fix(3056),
+        };
+        assert_eq!(long_password.exit_status(), ExitStatus::Usage);
+        assert!(
+            long_password
+                .to_string()
+                .contains("REPLICATION_PASSWORD in Secret mysql-secret")
+        );
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub fn explain_replication_error(errno: u32, message: &str) -> Finding {
     const START_SQL_THREAD: &str =
         "START REPLICA SQL_THREAD (START SLAVE SQL_THREAD on MariaDB and MySQL before 8.0.22)";
     match errno {
+        // MySQL 8 wraps the source's errors in its own codes (mysql-notes 13 and 14, measured on 8.0.40): 13114
+        // (ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG) "Got fatal error 1236 from source when reading data from
+        // binary log: ..." is MariaDB's 1236; 13117 "Fatal error: The replica I/O thread stops because source and
+        // replica have equal MySQL server ids" (or server UUIDs, same number) is MariaDB's 1593.
+        13114 => explain_replication_error(1236, message),
+        13117 => explain_replication_error(1593, message),
         1593 if message.to_ascii_lowercase().contains("uuid") => Finding::new(
             "the replica and the primary have the same server_uuid (equal server UUIDs): one data directory was \
              copied from the other",
@@ -90,7 +96,8 @@ pub fn explain_replication_error(errno: u32, message: &str) -> Finding {
         ),
         1062 => Finding::new(
             "a row sent by the primary already exists on the replica (duplicate key): something wrote directly to \
-             the replica, e.g. root on MariaDB, which read_only does not stop",
+             the replica, e.g. root on a MariaDB replica where it still holds READ_ONLY ADMIN, which read_only does \
+             not stop",
             "delete the conflicting row on the replica, then run ".to_string()
                 + START_SQL_THREAD
                 + "; keep writes off replicas (super_read_only on MySQL, REVOKE READ_ONLY ADMIN on MariaDB)",
@@ -102,6 +109,11 @@ pub fn explain_replication_error(errno: u32, message: &str) -> Finding {
              from replica pods, then run "
                 .to_string()
                 + START_SQL_THREAD,
+        ),
+        // MySQL: SOURCE_PASSWORD longer than 32 characters (change-replication-source-to; mysql-notes 14).
+        3056 => Finding::new(
+            "the replication password is longer than the 32 characters CHANGE REPLICATION SOURCE TO accepts",
+            "set a REPLICATION_PASSWORD of at most 32 characters in Secret mysql-secret, then re-run lab up",
         ),
         0 => Finding::new("no replication error is recorded", "nothing to fix"),
         other => Finding::new(
@@ -136,6 +148,36 @@ mod tests {
         let uuid = explain_replication_error(1593, "master and slave have equal MySQL server UUIDs");
         assert!(uuid.cause.contains("same server_uuid"), "{}", uuid.cause);
         assert!(uuid.fix.contains("auto.cnf"), "{}", uuid.fix);
+    }
+
+    #[test]
+    fn mysql_8_wrapped_codes_get_the_cause_and_fix_of_the_code_they_wrap() {
+        // Messages as a MySQL 8.0.40 replica reported them (mysql-notes 14).
+        let lost = explain_replication_error(
+            13114,
+            "Got fatal error 1236 from source when reading data from binary log: 'Could not find first log file \
+             name in binary log index file'",
+        );
+        assert_eq!(lost, explain_replication_error(1236, ""));
+        let ids = explain_replication_error(
+            13117,
+            "Fatal error: The replica I/O thread stops because source and replica have equal MySQL server ids; \
+             these ids must be different for replication to work (or the --replicate-same-server-id option must \
+             be used on replica but this does not always make sense; please check the manual before using it).",
+        );
+        assert_eq!(ids, explain_replication_error(1593, "equal MySQL server ids"));
+        let uuids = explain_replication_error(
+            13117,
+            "Fatal error: The replica I/O thread stops because source and replica have equal MySQL server UUIDs; \
+             these UUIDs must be different for replication to work.",
+        );
+        assert!(uuids.cause.contains("same server_uuid"), "{}", uuids.cause);
+        let long = explain_replication_error(3056, "");
+        assert!(long.cause.contains("32 characters"), "{}", long.cause);
+        assert!(long.fix.contains("REPLICATION_PASSWORD"), "{}", long.fix);
+        for permanent in [13114, 13117, 3056] {
+            assert!(!is_transient_replication_error(permanent), "{permanent}");
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@ mod version;
 #[cfg(test)]
 mod adapter_tests;
 #[cfg(test)]
+mod origin_tests;
+#[cfg(test)]
 mod test_support;
 
 use std::fmt;
@@ -28,19 +30,23 @@ use serde::{Deserialize, Serialize};
 use crate::secret::SecretString;
 
 pub use conn::{Db, Protection, ReadOnlyOutcome};
-pub use dialect::{CONNECT_RETRY_SECONDS, Dialect, Statement, quote_literal};
+pub use dialect::{
+    Account, CONNECT_RETRY_SECONDS, Dialect, ReplicaProtection, SOURCE_RETRY_COUNT, Statement, holds_read_only_admin,
+    quote_literal, revoke_targets,
+};
 pub use error::DbError;
 pub use findings::{Finding, explain_replication_error, is_transient_replication_error};
 pub use status::{
-    ReplicaStatus, ReplicationFailure, ReplicationProgress, ReplicationThread, ThreadState, parse_replica_status,
-    replica_status_from_rows,
+    CONFIRM_RUNNING_AFTER, ReplicaStatus, ReplicationFailure, ReplicationProgress, ReplicationThread, ThreadState,
+    confirm_running, parse_replica_status, replica_status_from_rows,
 };
-pub use version::{Flavor, ServerVersion, parse_version};
+pub use version::{Flavor, OLDEST_MARIADB, OLDEST_MYSQL, ServerVersion, check_supported, parse_version};
 
 /// The database the lab replicates (`binlog-do-db=appdb` on the primary).
 pub const APP_DATABASE: &str = "appdb";
-/// The validation table in [`APP_DATABASE`].
-pub const VALIDATION_TABLE: &str = "replication_test";
+/// `lab`'s own validation table in [`APP_DATABASE`]. Not the tutorial's `replication_test`, which belongs to the
+/// student and which `lab` never writes to (see sql/03-validate.sql).
+pub const VALIDATION_TABLE: &str = "lab_validation";
 /// The non-admin account used to prove that `read_only` stops ordinary clients.
 pub const PROBE_USER: &str = "lab_probe";
 /// Longest marker the validation table holds (`marker VARCHAR(64)`).
@@ -57,6 +63,40 @@ impl fmt::Display for Coordinates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.file, self.position)
     }
+}
+
+/// One file of `SHOW BINARY LOGS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinaryLog {
+    pub name: String,
+    pub size: u64,
+}
+
+/// Whether a replica can start from `origin` on a primary that has `logs`: the file must still exist and be at
+/// least `origin.position` bytes long (a re-initialised primary reuses the file names). Otherwise the replica's IO
+/// thread would stop with 1236 (MySQL 8: 13114), and only a re-seed helps.
+pub fn check_origin_available(server: &str, origin: &Coordinates, logs: &[BinaryLog]) -> Result<(), DbError> {
+    let problem = match logs.iter().find(|log| log.name == origin.file) {
+        None if logs.is_empty() => "the primary lists no binary logs".to_string(),
+        None => format!(
+            "the primary no longer has {} (it has {} to {}): the file was purged, or the primary's data was \
+             re-initialised",
+            origin.file,
+            logs[0].name,
+            logs[logs.len() - 1].name
+        ),
+        Some(log) if log.size < origin.position => format!(
+            "{} on the primary is only {} bytes long, shorter than position {}: the primary's data was \
+             re-initialised",
+            origin.file, log.size, origin.position
+        ),
+        Some(_) => return Ok(()),
+    };
+    Err(DbError::OriginUnavailable {
+        server: server.to_string(),
+        origin: origin.to_string(),
+        problem,
+    })
 }
 
 /// An account and its password (never printed: see [`SecretString`]).
@@ -86,5 +126,6 @@ pub struct ServerFacts {
     pub read_only: bool,
     /// `None` on MariaDB, which has no super_read_only.
     pub super_read_only: Option<bool>,
+    /// On by default on MySQL 8 replicas too (with log_replica_updates); off on MariaDB replicas unless configured.
     pub log_bin: bool,
 }

@@ -43,6 +43,9 @@ impl fmt::Display for ThreadState {
 /// One replica's replication state, independent of the server's column spelling.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaStatus {
+    /// What the IO thread is doing (`Slave_IO_State` / `Replica_IO_State`), e.g. "Waiting for source to send event".
+    #[serde(default)]
+    pub io_state: String,
     pub io_running: ThreadState,
     pub sql_running: ThreadState,
     /// `None` when the server reports NULL: a thread is stopped, so the lag is unknown (not zero).
@@ -100,6 +103,17 @@ pub enum ReplicationProgress {
 impl ReplicaStatus {
     pub fn is_running(&self) -> bool {
         self.io_running == ThreadState::Yes && self.sql_running == ThreadState::Yes
+    }
+
+    /// The IO thread is connected and waiting for the source's events ("Waiting for source to send event" on MySQL
+    /// 8.0.26+, "Waiting for master to send event" before and on MariaDB), both threads run, and no error that needs
+    /// a person is recorded.
+    pub fn is_settled(&self) -> bool {
+        self.is_running()
+            && self.io_state.to_ascii_lowercase().contains("to send event")
+            && [self.last_io_errno, self.last_sql_errno]
+                .iter()
+                .all(|errno| *errno == 0 || is_transient_replication_error(*errno))
     }
 
     /// The IO thread's last error explained, if it has one.
@@ -163,6 +177,66 @@ impl ReplicaStatus {
     }
 }
 
+/// True for the MySQL multi-threaded applier's coordinator message, which hides the worker's real error.
+pub fn is_coordinator_stop(message: &str) -> bool {
+    message.contains("Coordinator stopped because there were error(s) in the worker(s)")
+}
+
+/// The first worker error of `performance_schema.replication_applier_status_by_worker` rows (read by column name).
+pub fn worker_error(rows: &[Vec<(String, Option<String>)>]) -> Option<(u32, String)> {
+    rows.iter().find_map(|row| {
+        let column = |name: &str| {
+            row.iter()
+                .find(|(column, _)| column.eq_ignore_ascii_case(name))
+                .and_then(|(_, value)| value.clone())
+        };
+        let errno = column("LAST_ERROR_NUMBER")?
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n != 0)?;
+        Some((errno, column("LAST_ERROR_MESSAGE").unwrap_or_default()))
+    })
+}
+
+impl ReplicaStatus {
+    /// Puts a worker's error in place of the coordinator's message, so that the cause and fix are the worker's.
+    pub fn with_worker_error(mut self, worker: Option<(u32, String)>) -> ReplicaStatus {
+        if let Some((errno, message)) = worker.filter(|_| is_coordinator_stop(&self.last_sql_error)) {
+            self.last_sql_errno = errno;
+            self.last_sql_error = message;
+        }
+        self
+    }
+}
+
+/// Judges successive status samples of a replica that was just started, oldest first, taken at least
+/// [`CONFIRM_RUNNING_AFTER`] apart. A single `Yes` is not trusted: on MySQL 8.0.40, pointed at a missing binlog file or
+/// at a server with the same server_id, the IO thread reports `Yes` for about a millisecond before it stops with
+/// 13114/13117 (mysql-notes 14). Running needs the last two samples settled ([`ReplicaStatus::is_settled`]); a
+/// failure in the last one fails at once.
+pub fn confirm_running(samples: &[ReplicaStatus]) -> ReplicationProgress {
+    let Some(last) = samples.last() else {
+        return ReplicationProgress::Starting;
+    };
+    match last.progress() {
+        ReplicationProgress::Running => {
+            let confirmed = samples.len() >= 2 && samples[samples.len() - 2].is_settled() && last.is_settled();
+            if confirmed {
+                ReplicationProgress::Running
+            } else {
+                ReplicationProgress::Starting
+            }
+        }
+        other => other,
+    }
+}
+
+/// How long a settled sample must stay settled before replication counts as running. The failures it catches show
+/// within one round trip to the primary (about 1 ms on MySQL 8.0.40); 200 ms covers slow pod networks and costs
+/// `lab up` one short pause per replica, taken in parallel.
+pub const CONFIRM_RUNNING_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Builds a [`ReplicaStatus`] from one status row given as (column name, value) pairs. Each field is read from the
 /// first column present among its spellings: MySQL's `SHOW REPLICA STATUS` (8.0.22+) uses `Replica_*`/`*_Source_*`,
 /// `SHOW SLAVE STATUS` and every MariaDB use `Slave_*`/`*_Master_*`. Missing or unparsable numbers read as 0,
@@ -180,6 +254,7 @@ pub fn parse_replica_status(columns: &[(String, Option<String>)]) -> ReplicaStat
     let number = |names: &[&str]| value(names).and_then(|v| v.trim().parse::<u64>().ok());
     let errno = |name: &str| number(&[name]).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
     ReplicaStatus {
+        io_state: text(&["Replica_IO_State", "Slave_IO_State"]),
         io_running: ThreadState::parse(value(&["Replica_IO_Running", "Slave_IO_Running"])),
         sql_running: ThreadState::parse(value(&["Replica_SQL_Running", "Slave_SQL_Running"])),
         seconds_behind: number(&["Seconds_Behind_Source", "Seconds_Behind_Master"]),
@@ -250,6 +325,7 @@ mod tests {
         assert_eq!(
             status,
             ReplicaStatus {
+                io_state: "Waiting for master to send event".into(),
                 io_running: ThreadState::Yes,
                 sql_running: ThreadState::Yes,
                 seconds_behind: Some(0),
@@ -376,6 +452,126 @@ mod tests {
         assert_eq!(replica_status_from_rows(&[reset]), None);
         let configured = mariadb_row("Yes", "Yes", Some("0"), ("0", ""), ("0", ""));
         assert!(replica_status_from_rows(&[configured]).is_some());
+    }
+
+    /// A MySQL 8 row (`SHOW REPLICA STATUS` spelling).
+    fn mysql_row(io_state: &str, io: &str, io_err: (&str, &str)) -> Vec<(String, Option<String>)> {
+        row(&[
+            ("Replica_IO_State", Some(io_state)),
+            ("Source_Host", Some("mysql-0.mysql-headless.database.svc.cluster.local")),
+            ("Replica_IO_Running", Some(io)),
+            ("Replica_SQL_Running", Some("Yes")),
+            ("Last_IO_Errno", Some(io_err.0)),
+            ("Last_IO_Error", Some(io_err.1)),
+            ("Last_SQL_Errno", Some("0")),
+            ("Last_SQL_Error", Some("")),
+        ])
+    }
+
+    #[test]
+    fn a_momentary_yes_is_not_running_until_a_second_sample_confirms_it() {
+        let waiting = parse_replica_status(&mysql_row("Waiting for source to send event", "Yes", ("0", "")));
+        assert!(waiting.is_settled());
+        assert_eq!(
+            confirm_running(std::slice::from_ref(&waiting)),
+            ReplicationProgress::Starting,
+            "one sample is not enough"
+        );
+        assert_eq!(
+            confirm_running(&[waiting.clone(), waiting.clone()]),
+            ReplicationProgress::Running
+        );
+        // As on MySQL 8.0.40 pointed at a missing binlog file: Yes for a millisecond, then No with 13114.
+        let stopped = parse_replica_status(&mysql_row(
+            "",
+            "No",
+            (
+                "13114",
+                "Got fatal error 1236 from source when reading data from binary log: 'Could not find first log \
+                 file name in binary log index file'",
+            ),
+        ));
+        let ReplicationProgress::Failed(failure) = confirm_running(&[waiting.clone(), stopped]) else {
+            panic!("the second sample shows the failure");
+        };
+        assert_eq!((failure.thread, failure.errno), (ReplicationThread::Io, 13114));
+        assert_eq!(failure.finding, explain_replication_error(1236, ""));
+        // Yes but still connecting or registering: not settled.
+        let registering = parse_replica_status(&mysql_row("Registering replica on source", "Yes", ("0", "")));
+        assert!(!registering.is_settled());
+        assert_eq!(
+            confirm_running(&[registering.clone(), waiting.clone()]),
+            ReplicationProgress::Starting
+        );
+        assert_eq!(confirm_running(&[]), ReplicationProgress::Starting);
+        // MariaDB's spelling, and a transient error left from a reconnect, are settled.
+        let mariadb = parse_replica_status(&mariadb_row("Yes", "Yes", Some("0"), ("2003", "old"), ("0", "")));
+        assert!(mariadb.is_settled());
+        assert_eq!(
+            confirm_running(&[mariadb.clone(), mariadb]),
+            ReplicationProgress::Running
+        );
+        // A permanent error on running threads is not settled (it may be about to stop them).
+        let equal_ids = parse_replica_status(&mysql_row(
+            "Waiting for source to send event",
+            "Yes",
+            (
+                "13117",
+                "Fatal error: The replica I/O thread stops because source and replica have equal MySQL server ids",
+            ),
+        ));
+        assert!(!equal_ids.is_settled());
+    }
+
+    #[test]
+    fn the_coordinator_message_is_replaced_by_the_workers_error() {
+        // As MySQL 8.0.40 reported a table created before the replica knew appdb (mysql-notes 14).
+        let coordinator = "Coordinator stopped because there were error(s) in the worker(s). The most recent failure \
+                           being: Worker 1 failed executing transaction 'ANONYMOUS' at source log mysql-bin.000001, \
+                           end_log_pos 712. See error log and/or \
+                           performance_schema.replication_applier_status_by_worker table for more details about this \
+                           failure or others, if any.";
+        let status = parse_replica_status(&row(&[
+            ("Source_Host", Some("mysql-0")),
+            ("Replica_IO_Running", Some("Yes")),
+            ("Replica_SQL_Running", Some("No")),
+            ("Last_SQL_Errno", Some("1049")),
+            ("Last_SQL_Error", Some(coordinator)),
+        ]));
+        assert!(is_coordinator_stop(&status.last_sql_error));
+        let workers = [
+            row(&[("LAST_ERROR_NUMBER", Some("0")), ("LAST_ERROR_MESSAGE", Some(""))]),
+            row(&[
+                ("LAST_ERROR_NUMBER", Some("1049")),
+                (
+                    "LAST_ERROR_MESSAGE",
+                    Some(
+                        "Worker 1 failed executing transaction 'ANONYMOUS' at source log mysql-bin.000001, end_log_pos 712; Error 'Unknown database 'appdb'' on query. Default database: 'appdb'. Query: 'CREATE TABLE t (i INT)'",
+                    ),
+                ),
+            ]),
+        ];
+        let worker = worker_error(&workers);
+        assert_eq!(worker.as_ref().map(|(n, _)| *n), Some(1049));
+        let fixed = status.clone().with_worker_error(worker);
+        assert_eq!(fixed.last_sql_errno, 1049);
+        assert!(
+            fixed.last_sql_error.contains("Unknown database 'appdb'"),
+            "{}",
+            fixed.last_sql_error
+        );
+        assert!(fixed.summary().contains("Unknown database"), "{}", fixed.summary());
+        // No worker error, or not the coordinator's message: unchanged.
+        assert_eq!(worker_error(&workers[..1]), None);
+        assert_eq!(status.clone().with_worker_error(None), status);
+        let plain = parse_replica_status(&mariadb_row(
+            "Yes",
+            "No",
+            None,
+            ("0", ""),
+            ("1049", "Error 'Unknown database 'appdb''"),
+        ));
+        assert_eq!(plain.clone().with_worker_error(Some((1146, "x".into()))), plain);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! password for root, killed and removed on drop. A missing MariaDB fails the test with what to install.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
 
 use crate::secret::SecretString;
 
@@ -96,7 +98,6 @@ impl MariaDb {
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", dir.path().join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", dir.path().join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", dir.path().join("error.log").display()))
             .arg(format!("--init-file={}", init_file.display()))
             .arg("--user=root")
             .arg("--skip-name-resolve")
@@ -106,36 +107,40 @@ impl MariaDb {
             Role::Primary => command.args(["--log-bin=mysql-bin", "--binlog-format=ROW", "--binlog-do-db=appdb"]),
             Role::Replica => command.args(["--read-only=ON", "--relay-log=relay-log"]),
         };
-        let child = command
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start mariadbd");
-        let mut server = MariaDb { child, port, dir };
-        server.wait_for_tcp(Duration::from_secs(30));
-        server
-    }
-
-    fn wait_for_tcp(&mut self, limit: Duration) {
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "mariadbd exited with {status} before accepting connections:\n{}",
-                    self.error_log_tail()
-                );
+        // The server's log goes to stderr: copied to error.log, and its "ready for connections" line is the event
+        // to wait for. It comes only once THIS server listens on the port: a TCP probe could be answered by another
+        // test's server that took the same free port first (ours then fails to bind and exits).
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log_path = dir.path().join("error.log");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut log = fs::File::create(&log_path).expect("create error.log");
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+                if line.contains("ready for connections") {
+                    let _ = ready_tx.send(());
+                }
             }
-            if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "mariadbd did not open port {} in {limit:?}:\n{}",
-                self.port,
-                self.error_log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        });
+        let server = MariaDb { child, port, dir };
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(()) => server,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "mariadbd did not become ready on port {} in 30s:\n{}",
+                server.port,
+                server.error_log_tail()
+            ),
+            Err(RecvTimeoutError::Disconnected) => panic!(
+                "mariadbd exited before accepting connections on port {}:\n{}",
+                server.port,
+                server.error_log_tail()
+            ),
         }
     }
 

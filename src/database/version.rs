@@ -47,6 +47,27 @@ impl fmt::Display for ServerVersion {
     }
 }
 
+/// The oldest versions `lab` drives: MySQL 8.0 (5.7 is end of life, lacks the 8.0 replication statements and
+/// persisted variables `lab` uses) and MariaDB 10.5 (the REPLICA statement aliases and SHOW BINLOG STATUS arrived in
+/// 10.5; mysql-notes 2.1).
+pub const OLDEST_MYSQL: (u32, u32) = (8, 0);
+pub const OLDEST_MARIADB: (u32, u32) = (10, 5);
+
+/// Refuses servers older than [`OLDEST_MYSQL`] / [`OLDEST_MARIADB`] with [`DbError::UnsupportedVersion`].
+pub fn check_supported(version: &ServerVersion) -> Result<(), DbError> {
+    let (major, minor) = match version.flavor {
+        Flavor::MySql => OLDEST_MYSQL,
+        Flavor::MariaDb => OLDEST_MARIADB,
+    };
+    if version.at_least(major, minor, 0) {
+        return Ok(());
+    }
+    Err(DbError::UnsupportedVersion {
+        found: version.to_string(),
+        oldest: format!("{} {major}.{minor}", version.flavor),
+    })
+}
+
 /// Parses `SELECT VERSION()` (or a handshake version string).
 ///
 /// MariaDB is recognised by the word `MariaDB` anywhere in the text; old clients' handshakes prefix it with
@@ -119,6 +140,40 @@ mod tests {
         let old = parse_version("8.0.9").expect("parses");
         assert!(!old.at_least(8, 0, 22));
         assert!(parse_version("8.0.22").expect("parses").at_least(8, 0, 22));
+    }
+
+    #[test]
+    fn mysql_before_8_0_and_mariadb_before_10_5_are_refused() {
+        for supported in [
+            "8.0.0",
+            "8.0.40",
+            "8.4.10",
+            "26.10.0",
+            "10.5.0-MariaDB",
+            "10.11.19-MariaDB-log",
+            "12.0.2-MariaDB",
+        ] {
+            assert!(
+                check_supported(&parse_version(supported).unwrap()).is_ok(),
+                "{supported}"
+            );
+        }
+        for old in ["5.7.44-log", "5.6.51", "10.4.34-MariaDB", "5.5.5-10.3.39-MariaDB"] {
+            assert!(check_supported(&parse_version(old).unwrap()).is_err(), "{old}");
+        }
+        let err = check_supported(&parse_version("5.7.44-log").unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the server is MySQL 5.7.44, older than MySQL 8.0, the oldest version lab supports: use a newer image \
+             (e.g. --image mysql:8.4 or --image mariadb:11.4)"
+        );
+        assert_eq!(crate::exit::Classify::exit_status(&err), crate::exit::ExitStatus::Usage);
+        let err = check_supported(&parse_version("10.4.34-MariaDB").unwrap()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("the server is MariaDB 10.4.34, older than MariaDB 10.5"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -227,8 +227,8 @@ pub struct ReadOnlyReport {
     pub pod: String,
     pub account: String,
     pub outcome: WriteOutcome,
-    /// Whether the outcome is acceptable. `false` means the write must have been refused; an accepted write
-    /// with `ok: true` is a known limitation (MariaDB root holds READ_ONLY ADMIN) and makes the lab DEGRADED.
+    /// Whether the outcome is acceptable. `false` means the write must have been refused: `lab` reports every
+    /// accepted write with `ok: false`, root's on MariaDB included (it takes READ_ONLY ADMIN away from root).
     pub ok: bool,
     pub explanation: String,
 }

@@ -55,12 +55,9 @@ pub fn verdict(report: &HealthReport) -> Verdict {
 /// - a replica whose IO or SQL thread is not `Yes` (`Connecting` included);
 /// - a Service routing wrongly;
 /// - the validation marker not read back on every replica;
-/// - a test write accepted where it must be refused (`ok: false`, e.g. a non-admin account);
+/// - a test write accepted on a replica (`ok: false`), root's as much as the non-admin account's and on MariaDB as
+///   much as on MySQL: such a row makes the primary's next write of the same key stop replication (1062);
 /// - a problem of severity error.
-///
-/// A test write accepted as a known limitation of the flavour (`ok: true`: MariaDB before 12.0 has no
-/// super_read_only and root holds READ_ONLY ADMIN) changes nothing: the report shows it with its explanation,
-/// and the non-admin account's refused write is what proves the replica read-only.
 ///
 /// DEGRADED (works, but not as it should):
 /// - a pod restarted;
@@ -350,13 +347,11 @@ mod tests {
     }
 
     #[test]
-    fn restarts_lag_and_warnings_are_degraded_but_mariadb_root_writes_are_not() {
+    fn restarts_lag_and_warnings_are_degraded() {
         let mut report = healthy();
         report.pods[0].restarts = 1;
         report.pods[1].restarts = 3;
         report.replicas[0].seconds_behind = Some(LAG_TOLERANCE_SECONDS + 1);
-        report.read_only[0] = read_only("mysql-1", "root", WriteOutcome::Accepted, true);
-        report.read_only[0].explanation = "MariaDB root holds READ_ONLY ADMIN".into();
         report.problems.push(Problem {
             subject: "mysql-1".into(),
             severity: Severity::Warning,
@@ -480,11 +475,22 @@ mod tests {
     }
 
     #[test]
-    fn a_non_admin_write_on_a_replica_is_broken_while_mariadb_root_is_only_reported() {
+    fn any_accepted_write_on_a_replica_is_broken_root_on_mariadb_included() {
         let mut report = healthy();
-        report.read_only[0] = read_only("mysql-1", "root", WriteOutcome::Accepted, true);
+        for server in &mut report.servers {
+            server.flavor = ServerFlavor::Mariadb;
+            server.super_read_only = None;
+        }
+        report.read_only[0] = read_only("mysql-1", "root", WriteOutcome::Accepted, false);
+        assert_eq!(texts(&report), ["BROKEN: mysql-1 accepted a write from root"]);
         report.read_only[1] = read_only("mysql-1", "lab_probe", WriteOutcome::Accepted, false);
-        assert_eq!(texts(&report), ["BROKEN: mysql-1 accepted a write from lab_probe",]);
+        assert_eq!(
+            texts(&report),
+            [
+                "BROKEN: mysql-1 accepted a write from root",
+                "BROKEN: mysql-1 accepted a write from lab_probe"
+            ]
+        );
         assert_eq!(verdict(&report), Verdict::Broken);
     }
 

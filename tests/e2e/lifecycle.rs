@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{claim_of, delete_pod_and_wait, edited_manifests, kubeconfig, kubectl, lab, sql, start_sim};
+use crate::harness::{
+    claim_of, delete_pod_and_wait, edited_manifests, kubeconfig, kubectl, lab, sql, sql_result, start_sim,
+};
 
 const NS: &str = "database";
 
@@ -21,7 +23,7 @@ fn pod(sim: &kubesim::Kubesim, name: &str) -> Value {
 }
 
 fn rows(sim: &kubesim::Kubesim, pod: &str) -> usize {
-    sql(sim, NS, pod, "SELECT COUNT(*) FROM appdb.replication_test")
+    sql(sim, NS, pod, "SELECT COUNT(*) FROM appdb.lab_validation")
         .trim()
         .parse()
         .expect("a count")
@@ -109,13 +111,45 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
         .find(|r| r["account"] == "root")
         .expect("root was tested");
     assert_eq!(
-        root["outcome"], "accepted",
-        "MariaDB lets root write on a read-only replica: reported as it is"
+        (&root["outcome"], &root["ok"]),
+        (&Value::from("rejected"), &Value::from(true)),
+        "lab up takes READ_ONLY ADMIN from root on MariaDB replicas: {root}"
     );
-    assert!(
-        root["explanation"].as_str().unwrap().contains("READ_ONLY ADMIN"),
-        "{root}"
+
+    // The tutorial's own commands work on the lab lab built: scripts/03-validate.sql on the primary (its
+    // replication_test is the student's, not lab's)...
+    let validate = "USE appdb; CREATE TABLE IF NOT EXISTS replication_test (id INT PRIMARY KEY, msg VARCHAR(50)); \
+                    INSERT INTO replication_test VALUES (1, 'written_on_primary'); SELECT * FROM replication_test;";
+    assert_eq!(sql(&sim, NS, "mysql-0", validate), "1\twritten_on_primary\n");
+    // Wait (on the server, not by sleeping) until mysql-1 has applied it, so that the table exists there.
+    let status = sql(&sim, NS, "mysql-0", "SHOW MASTER STATUS");
+    let mut fields = status.split('\t');
+    let (file, position) = (fields.next().unwrap(), fields.next().unwrap());
+    let waited = sql(
+        &sim,
+        NS,
+        "mysql-1",
+        &format!("SELECT MASTER_POS_WAIT('{file}', {position}, 30)"),
     );
+    assert!(waited.trim().parse::<i64>().is_ok_and(|n| n >= 0), "{waited}");
+    assert_eq!(
+        sql(
+            &sim,
+            NS,
+            "mysql-1",
+            "SELECT msg FROM appdb.replication_test WHERE id = 1"
+        ),
+        "written_on_primary\n"
+    );
+    // ... and section 5's safety test on the replica as root is refused with the read-only error.
+    let safety = sql_result(
+        &sim,
+        NS,
+        "mysql-1",
+        "USE appdb; INSERT INTO replication_test VALUES (2,'should_fail');",
+    )
+    .expect_err("root's write on the replica must fail");
+    assert!(safety.contains("ERROR 1290"), "{safety}");
     let steps = report["steps"].as_array().unwrap();
     assert!(steps.len() >= 8, "{steps:?}");
     let primary_wait = steps.iter().find(|s| s["name"] == "wait for mysql-0").unwrap();
@@ -205,6 +239,19 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
     assert_ne!(old, new, "mysql-0 is a new pod");
     assert_eq!(claim_of(&pod(&sim, "mysql-0")), claim, "mysql-0 keeps its PVC");
     assert!(rows(&sim, "mysql-0") >= before, "mysql-0 kept its rows");
+    // The re-created primary lost its role label as a replica does: DEGRADED, named, and `lab up` puts it back.
+    let unlabelled = lab(&kc, &["verify", "-o", "json"]);
+    unlabelled.assert_code(1);
+    let report = unlabelled.json();
+    assert_eq!(report["verdict"], "DEGRADED", "{report:#}");
+    assert!(
+        report["problems"]
+            .to_string()
+            .contains("mysql-0 has lost the role label lab.dev/role=primary"),
+        "{}",
+        report["problems"]
+    );
+    lab(&kc, &["up"]).assert_code(0);
     lab(&kc, &["verify"]).assert_code(0);
 
     // A re-created replica comes back without the role label `lab` set on the old pod (pod labels are not in
