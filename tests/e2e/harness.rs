@@ -196,29 +196,36 @@ pub fn kubeconfig(sim: &Kubesim) -> PathBuf {
     sim.kubeconfig_path().to_path_buf()
 }
 
-/// Runs the real `kubectl` against the simulator with `stdin` as its input; returns stdout, failing the test with
-/// stderr when kubectl fails.
-pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &str) -> String {
+/// Runs `program args` (kubectl, bash, ...) as a person would on the simulator's cluster: `KUBECONFIG` pointing at
+/// it, `stdin` as input. Returns the exit code, stdout and stderr.
+pub fn run_as_user(kubeconfig: &Path, program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
     use std::io::Write as _;
-    let mut child = Command::new("kubectl")
+    let mut child = Command::new(program)
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("kubectl does not run ({e}): install kubectl 1.30 or later"));
+        .unwrap_or_else(|e| panic!("{program} does not run ({e}): kubectl 1.30 or later and bash must be installed"));
     child
         .stdin
         .take()
         .expect("stdin")
         .write_all(stdin.as_bytes())
-        .expect("write kubectl's stdin");
-    let Output { status, stdout, stderr } = child.wait_with_output().expect("kubectl runs");
-    assert!(
-        status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&stderr)
-    );
-    String::from_utf8_lossy(&stdout).into_owned()
+        .expect("write stdin");
+    let Output { status, stdout, stderr } = child.wait_with_output().expect("the command runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// Runs the real `kubectl` against the simulator with `stdin` as its input; returns stdout, failing the test with
+/// stderr when kubectl fails.
+pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &str) -> String {
+    let (code, stdout, stderr) = run_as_user(kubeconfig, "kubectl", args, stdin);
+    assert_eq!(code, 0, "kubectl {args:?} failed: {stderr}");
+    stdout
 }

@@ -7,3 +7,4 @@ mod harness;
 mod interrupt;
 mod lifecycle;
 mod resume;
+mod tutorial;
