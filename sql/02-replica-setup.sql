@@ -8,7 +8,7 @@
 -- * The source host is the primary's stable headless DNS name (given by the caller), with an explicit port.
 -- * {{SOURCE_OR_MASTER}}_CONNECT_RETRY is short (5 s instead of the default 60 s): after a primary restart the replica
 --   reconnects within seconds instead of a minute.
--- * {{FLAVOR_SOURCE_OPTIONS}} adds, on MySQL only, SOURCE_RETRY_COUNT=86400 (MASTER_RETRY_COUNT before 8.0.23):
+-- * {{FLAVOR_SOURCE_OPTIONS}} adds, on MySQL only, SOURCE_RETRY_COUNT=0, no limit (MASTER_RETRY_COUNT before 8.0.23):
 --   MySQL 8.4 lowered its default to 10, so a replica would stop for good after ~50 s of primary downtime.
 --   MariaDB's CHANGE MASTER has no such option before 12 (1064); its server default is 100000 attempts.
 --   It also adds, on MySQL only, GET_SOURCE_PUBLIC_KEY=1 (GET_MASTER_PUBLIC_KEY=1 before 8.0.23):

@@ -20,14 +20,15 @@ const VALIDATE_SQL: &str = include_str!("../../sql/03-validate.sql");
 /// cost a minute of replication).
 pub const CONNECT_RETRY_SECONDS: u32 = 5;
 
-/// How often a MySQL replica retries a lost source connection before its IO thread stops for good. MySQL 8.4
-/// lowered the default of SOURCE_RETRY_COUNT from 86400 to 10 (refman 8.4 "What Is New", mysql-notes 13): with a
-/// 5 s connect retry a replica gave up after ~50 s of primary downtime and never restarted by itself. 86400 is the
-/// pre-8.4 default, measured on MySQL 8.0.40 to ride out a 90 s primary outage ("attempt N/86400", mysql-notes 14):
-/// with 5 s between attempts that is 5 days. An explicit number rather than 0: the manual pages at hand did not
-/// confirm what 0 means for this option. MariaDB has no such CHANGE MASTER option before 12 (1064 on 10.11, tested);
-/// its `--master-retry-count` server option defaults to 100000, so it never needed one.
-pub const SOURCE_RETRY_COUNT: u32 = 86400;
+/// How often a MySQL replica retries a lost source connection before its IO thread stops for good: 0, no limit.
+/// MySQL 8.4 lowered the default of SOURCE_RETRY_COUNT from 86400 to 10 (refman 8.4 "What Is New", mysql-notes 13):
+/// with a 5 s connect retry a replica gave up after ~50 s of primary downtime and never restarted by itself. 0 means
+/// unlimited: the IO thread's reconnect loop stops only when `++err_count == mi->retry_count`, which never holds for
+/// 0 (mysql-server sql/rpl_replica.cc, `connect_to_master`; the refman's `--master-retry-count` entry documents 0 as
+/// infinite). A lab's primary may be down for hours (a laptop asleep) and must be followed when it
+/// returns. MariaDB has no such CHANGE MASTER option before 12 (1064 on 10.11, tested); its `--master-retry-count`
+/// server option defaults to 100000, so it never needed one.
+pub const SOURCE_RETRY_COUNT: u32 = 0;
 
 /// One rendered statement. It may carry a password, so it has no `Display` and its `Debug` hides such text.
 #[derive(Clone, PartialEq, Eq)]
@@ -525,7 +526,7 @@ mod tests {
                 "CHANGE MASTER TO MASTER_HOST = 'mysql-0.mysql-headless.database.svc.cluster.local', \
                  MASTER_PORT = 3306, MASTER_USER = 'repl', MASTER_PASSWORD = 'replpass', \
                  MASTER_LOG_FILE = 'mysql-bin.000001', MASTER_LOG_POS = 328, MASTER_CONNECT_RETRY = 5, \
-                 MASTER_RETRY_COUNT = 86400, GET_MASTER_PUBLIC_KEY = 1",
+                 MASTER_RETRY_COUNT = 0, GET_MASTER_PUBLIC_KEY = 1",
                 "START SLAVE",
             ]
         );
@@ -543,7 +544,7 @@ mod tests {
         assert!(
             statements[2]
                 .text()
-                .ends_with(", MASTER_RETRY_COUNT = 86400, GET_MASTER_PUBLIC_KEY = 1")
+                .ends_with(", MASTER_RETRY_COUNT = 0, GET_MASTER_PUBLIC_KEY = 1")
         );
     }
 
@@ -555,7 +556,7 @@ mod tests {
             "CHANGE REPLICATION SOURCE TO SOURCE_HOST = 'mysql-0.mysql-headless.database.svc.cluster.local', \
              SOURCE_PORT = 3306, SOURCE_USER = 'repl', SOURCE_PASSWORD = 'replpass', \
              SOURCE_LOG_FILE = 'mysql-bin.000001', SOURCE_LOG_POS = 328, SOURCE_CONNECT_RETRY = 5, \
-             SOURCE_RETRY_COUNT = 86400, GET_SOURCE_PUBLIC_KEY = 1",
+             SOURCE_RETRY_COUNT = 0, GET_SOURCE_PUBLIC_KEY = 1",
             "START REPLICA",
         ];
         for version in ["8.0.30", "8.4.10", "9.7.1", "26.10.0"] {
