@@ -32,7 +32,7 @@ pub use error::ClusterError;
 pub use forward::Forward;
 pub use objects::AnnotatedKind;
 pub use preflight::{NamespaceState, Preflight, default_storage_class, namespace_state};
-pub use snapshot::{PodSnapshot, PvcSnapshot, ServiceSnapshot, Snapshot, StatefulSetSnapshot};
+pub use snapshot::{PodSnapshot, PvcSnapshot, ServiceSnapshot, Snapshot, StatefulSetSnapshot, StorageClassSnapshot};
 pub use teardown::TeardownOutcome;
 
 /// Label every object `lab` applies carries; a namespace with it is `lab`'s.

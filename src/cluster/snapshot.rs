@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Pod, Service};
-use kube::Api;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::ListParams;
+use kube::{Api, ResourceExt};
 
 use super::Cluster;
 use super::error::ClusterError;
+use super::preflight::default_storage_class;
 
 /// StatefulSet whose replicas and annotations the report shows.
 const STATEFULSET: &str = "mysql";
@@ -22,6 +25,10 @@ pub struct Snapshot {
     pub services: Vec<ServiceSnapshot>,
     /// The `mysql` StatefulSet, when it exists.
     pub statefulset: Option<StatefulSetSnapshot>,
+    /// The cluster's StorageClasses (cluster-scoped), sorted by name.
+    pub storage_classes: Vec<StorageClassSnapshot>,
+    /// NetworkPolicies in the namespace; `None` when the cluster does not serve the API.
+    pub network_policies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +51,8 @@ pub struct PvcSnapshot {
     /// e.g. `1Gi`; absent until bound.
     pub capacity: Option<String>,
     pub storage_class: Option<String>,
+    /// `ReadWriteOnce`, ...
+    pub access_modes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +63,8 @@ pub struct ServiceSnapshot {
     pub endpoints: Vec<String>,
     /// Pods selected but not ready, sorted.
     pub not_ready: Vec<String>,
+    /// `clusterIP: None`: per-pod DNS names, no load balancing.
+    pub headless: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +73,17 @@ pub struct StatefulSetSnapshot {
     pub replicas: i32,
     pub ready_replicas: i32,
     pub annotations: BTreeMap<String, String>,
+    /// `spec.serviceName`: the headless Service that gives the pods their DNS names.
+    pub service_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageClassSnapshot {
+    pub name: String,
+    /// The cluster's default class (the one claims without a class get).
+    pub default: bool,
+    /// `allowVolumeExpansion`: claims of this class can grow.
+    pub allows_expansion: bool,
 }
 
 /// Pure: a pod's report row.
@@ -105,6 +127,11 @@ pub fn pvc_snapshot(pvc: &PersistentVolumeClaim) -> PvcSnapshot {
             .and_then(|c| c.get("storage"))
             .map(|q| q.0.clone()),
         storage_class: pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone()),
+        access_modes: pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.access_modes.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -136,6 +163,11 @@ pub fn service_snapshot(service: &Service, endpoints: Option<&Endpoints>) -> Ser
             .unwrap_or_default(),
         endpoints: ready,
         not_ready,
+        headless: service
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.as_deref())
+            .is_some_and(|ip| ip == "None"),
     }
 }
 
@@ -146,7 +178,30 @@ pub fn statefulset_snapshot(set: &StatefulSet) -> StatefulSetSnapshot {
         replicas: set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         ready_replicas: set.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
         annotations: set.metadata.annotations.clone().unwrap_or_default(),
+        service_name: set
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_name.clone())
+            .filter(|n| !n.is_empty()),
     }
+}
+
+/// Pure: the StorageClasses' rows, the default marked as the API server picks it.
+pub fn storage_class_snapshots(classes: &[StorageClass]) -> Vec<StorageClassSnapshot> {
+    let default = default_storage_class(classes);
+    let mut rows: Vec<StorageClassSnapshot> = classes
+        .iter()
+        .map(|class| {
+            let name = class.metadata.name.clone().unwrap_or_default();
+            StorageClassSnapshot {
+                default: default.as_deref() == Some(name.as_str()),
+                allows_expansion: class.allow_volume_expansion == Some(true),
+                name,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
 }
 
 impl Cluster {
@@ -154,7 +209,7 @@ impl Cluster {
     pub async fn snapshot(&self, namespace: &str) -> Result<Snapshot, ClusterError> {
         let all = ListParams::default();
         let client = || self.client.clone();
-        let (pods, pvcs, services, endpoints, set) = futures::try_join!(
+        let (pods, pvcs, services, endpoints, set, classes, policies) = futures::try_join!(
             async {
                 Api::<Pod>::namespaced(client(), namespace)
                     .list(&all)
@@ -185,6 +240,20 @@ impl Cluster {
                     .await
                     .map_err(|e| self.fail(format!("reading StatefulSet {STATEFULSET}"), e))
             },
+            async {
+                Api::<StorageClass>::all(client())
+                    .list(&all)
+                    .await
+                    .map_err(|e| self.fail("listing StorageClasses", e))
+            },
+            async {
+                // A cluster that does not serve the NetworkPolicy API has none: not an error for the report.
+                match Api::<NetworkPolicy>::namespaced(client(), namespace).list(&all).await {
+                    Ok(list) => Ok(Some(list.items.iter().map(|p| p.name_any()).collect::<Vec<_>>())),
+                    Err(kube::Error::Api(status)) if status.is_not_found() => Ok(None),
+                    Err(e) => Err(self.fail("listing NetworkPolicies", e)),
+                }
+            },
         )?;
 
         let mut snapshot = Snapshot {
@@ -199,6 +268,8 @@ impl Cluster {
                 })
                 .collect(),
             statefulset: set.as_ref().map(statefulset_snapshot),
+            storage_classes: storage_class_snapshots(&classes.items),
+            network_policies: policies,
         };
         snapshot.pods.sort_by(|a, b| a.name.cmp(&b.name));
         snapshot.pvcs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -268,7 +339,8 @@ mod tests {
                 name: "data-mysql-0".into(),
                 phase: "Bound".into(),
                 capacity: Some("1Gi".into()),
-                storage_class: Some("standard".into())
+                storage_class: Some("standard".into()),
+                access_modes: vec![],
             }
         );
         let pending: PersistentVolumeClaim = from(json!({"metadata": {"name": "data-mysql-1"}, "spec": {}}));

@@ -7,7 +7,9 @@ use anyhow::Context as _;
 use futures::future::join_all;
 use tokio::time::Instant;
 
+use super::Accounts;
 use super::ROLE_LABEL;
+use super::checklist::{ChecklistFacts, checklist};
 use super::{PRIMARY_POD, Session};
 use crate::cluster::{Cluster, PodSnapshot, ServiceSnapshot, Snapshot};
 use crate::database::{
@@ -29,6 +31,8 @@ const REPLICATION_WAIT: Duration = Duration::from_secs(30);
 pub struct Checks {
     pub validation: Option<ValidationReport>,
     pub read_only: Vec<ReadOnlyReport>,
+    /// Whether the Secret still holds the tutorial's published passwords (for the checklist).
+    pub tutorial_passwords: Option<bool>,
 }
 
 /// A marker no earlier run can have written.
@@ -192,9 +196,10 @@ pub async fn prove_and_report(
     namespace: &str,
     mut primary: Session,
     mut replicas: Vec<Session>,
-    probe: &Credentials,
+    accounts: &Accounts,
     deadline: Instant,
 ) -> anyhow::Result<HealthReport> {
+    let probe = &accounts.probe;
     let reporter = runner.reporter();
     let validation = runner
         .run("validation", validate(&mut primary, &mut replicas, reporter))
@@ -208,6 +213,7 @@ pub async fn prove_and_report(
     let checks = Checks {
         validation: Some(validation),
         read_only,
+        tutorial_passwords: Some(accounts.uses_tutorial_passwords()),
     };
     let steps = runner.records().to_vec();
     let sessions = std::iter::once(&mut primary).chain(replicas.iter_mut()).collect();
@@ -402,6 +408,14 @@ pub fn assemble(
             }
         }
     }
+    report.checklist = checklist(
+        namespace,
+        snapshot,
+        &ChecklistFacts {
+            replicas: &observed.replicas,
+            tutorial_passwords: checks.tutorial_passwords,
+        },
+    );
     report.validation = checks.validation;
     report.read_only = checks.read_only;
     report.finalize();
@@ -510,6 +524,7 @@ mod tests {
             selector: Default::default(),
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
             not_ready: vec![],
+            headless: false,
         }
     }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share: the lab's names, credentials and database sessions.
 
+pub mod checklist;
 pub mod inspect;
 pub mod render;
 pub mod status;
@@ -64,6 +65,9 @@ pub async fn find_lab(cluster: &Cluster, namespace: &str) -> anyhow::Result<(u32
     Ok((pods, accounts))
 }
 
+/// The passwords the tutorial publishes in its Secret (section 3, `02-secret.yaml`).
+const TUTORIAL_PASSWORDS: [&str; 2] = ["root", "replpass"];
+
 /// The accounts `lab` uses, read from the cluster Secret so that nothing is hard-coded or printed.
 pub struct Accounts {
     pub root: Credentials,
@@ -72,6 +76,13 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// Whether root's or the replication account's password is still one the tutorial publishes.
+    pub fn uses_tutorial_passwords(&self) -> bool {
+        [&self.root.password, &self.replication.password]
+            .iter()
+            .any(|password| TUTORIAL_PASSWORDS.contains(&password.expose()))
+    }
+
     pub fn from_secret(values: &BTreeMap<String, SecretString>) -> anyhow::Result<Accounts> {
         let get = |key: &str| {
             values.get(key).cloned().ok_or_else(|| {

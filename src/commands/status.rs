@@ -36,7 +36,10 @@ pub async fn run(settings: &Settings, runner: &mut Runner<'_>) -> anyhow::Result
         namespace,
         sessions.iter_mut().collect(),
         &[],
-        Checks::default(),
+        Checks {
+            tutorial_passwords: Some(accounts.uses_tutorial_passwords()),
+            ..Checks::default()
+        },
     )
     .await?;
     for session in sessions {

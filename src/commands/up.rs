@@ -191,16 +191,7 @@ pub async fn run(
         .run("role labels", label_roles(&cluster, namespace, &primary, &replicas))
         .await?;
 
-    inspect::prove_and_report(
-        runner,
-        &cluster,
-        namespace,
-        primary,
-        replicas,
-        &accounts.probe,
-        deadline,
-    )
-    .await
+    inspect::prove_and_report(runner, &cluster, namespace, primary, replicas, &accounts, deadline).await
 }
 
 /// Refuses to swap the database image of an existing lab: the StatefulSet would restart every server on data

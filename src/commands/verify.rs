@@ -59,14 +59,5 @@ pub async fn run(settings: &Settings, runner: &mut Runner<'_>) -> anyhow::Result
         })
         .await?;
 
-    inspect::prove_and_report(
-        runner,
-        &cluster,
-        namespace,
-        primary,
-        replicas,
-        &accounts.probe,
-        deadline,
-    )
-    .await
+    inspect::prove_and_report(runner, &cluster, namespace, primary, replicas, &accounts, deadline).await
 }

@@ -62,6 +62,10 @@ pub struct ReplicaStatus {
     pub last_io_error: String,
     pub last_sql_errno: u32,
     pub last_sql_error: String,
+    /// Whether the replica connects to its source over TLS (`Source_SSL_Allowed` / `Master_SSL_Allowed`: `Yes`);
+    /// `None` when the server does not report it.
+    #[serde(default)]
+    pub tls: Option<bool>,
 }
 
 /// Which replication thread a problem belongs to.
@@ -268,6 +272,7 @@ pub fn parse_replica_status(columns: &[(String, Option<String>)]) -> ReplicaStat
         last_io_error: text(&["Last_IO_Error"]),
         last_sql_errno: errno("Last_SQL_Errno"),
         last_sql_error: text(&["Last_SQL_Error"]),
+        tls: value(&["Source_SSL_Allowed", "Master_SSL_Allowed"]).map(|v| v.trim().eq_ignore_ascii_case("yes")),
     }
 }
 
@@ -339,6 +344,7 @@ mod tests {
                 last_io_error: String::new(),
                 last_sql_errno: 0,
                 last_sql_error: String::new(),
+                tls: None,
             }
         );
         assert!(status.is_running());

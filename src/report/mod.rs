@@ -33,6 +33,35 @@ pub struct HealthReport {
     pub validation: Option<ValidationReport>,
     pub read_only: Vec<ReadOnlyReport>,
     pub problems: Vec<Problem>,
+    /// The tutorial's section 7 production checklist, every item a program can check. Never changes the verdict.
+    pub checklist: Vec<ChecklistItem>,
+}
+
+/// One item of the production checklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecklistItem {
+    pub item: String,
+    pub status: CheckStatus,
+    /// One line of why.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    Warning,
+    NotChecked,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Ok => "ok",
+            CheckStatus::Warning => "warning",
+            CheckStatus::NotChecked => "not checked",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -287,6 +316,7 @@ impl HealthReport {
             validation: None,
             read_only: Vec::new(),
             problems: Vec::new(),
+            checklist: Vec::new(),
         }
     }
 

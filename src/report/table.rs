@@ -371,6 +371,30 @@ pub fn render_table(report: &HealthReport, color: bool) -> String {
             );
         }
     }
+
+    if !report.checklist.is_empty() {
+        style.section(
+            &mut out,
+            "Production checklist (tutorial section 7; never changes the verdict)",
+        );
+        let rows = report
+            .checklist
+            .iter()
+            .map(|item| {
+                let paint = match item.status {
+                    super::CheckStatus::Ok => Paint::Good,
+                    super::CheckStatus::Warning => Paint::Warn,
+                    super::CheckStatus::NotChecked => Paint::Plain,
+                };
+                vec![
+                    painted(item.status.as_str(), paint),
+                    plain(&item.item),
+                    plain(&item.detail),
+                ]
+            })
+            .collect();
+        style.table(&mut out, &["STATUS", "ITEM", "WHY"], rows);
+    }
     out
 }
 
@@ -542,6 +566,36 @@ Problems
      fix:   `kubectl logs -n database mysql-1 --previous` shows why the last run ended
 ";
         assert_eq!(render_table(&broken(), false), expected);
+    }
+
+    #[test]
+    fn the_checklist_is_a_table_of_its_own_after_the_problems() {
+        let mut report = healthy();
+        report.checklist = vec![
+            crate::report::ChecklistItem {
+                item: "NetworkPolicy".into(),
+                status: crate::report::CheckStatus::Warning,
+                detail: "no NetworkPolicy in namespace database".into(),
+            },
+            crate::report::ChecklistItem {
+                item: "backups and restore test".into(),
+                status: crate::report::CheckStatus::NotChecked,
+                detail: "lab does not check backups".into(),
+            },
+        ];
+        let table = render_table(&report, false);
+        assert!(
+            table.ends_with(
+                "\nProduction checklist (tutorial section 7; never changes the verdict)\n  STATUS       ITEM                      \
+                 WHY\n  warning      NetworkPolicy             no NetworkPolicy in namespace database\n  not checked  \
+                 backups and restore test  lab does not check backups\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.starts_with("Verdict: HEALTHY"),
+            "checklist warnings leave the verdict alone"
+        );
     }
 
     fn strip_ansi(text: &str) -> String {

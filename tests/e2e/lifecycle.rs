@@ -114,6 +114,30 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
         "lab up takes READ_ONLY ADMIN from root on MariaDB replicas: {root}"
     );
 
+    // The tutorial's section 7 checklist: what a program can check, none of it changing the HEALTHY verdict.
+    let checklist: Vec<(&str, &str)> = report["checklist"]
+        .as_array()
+        .expect("a checklist")
+        .iter()
+        .map(|i| (i["item"].as_str().unwrap(), i["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(checklist.len(), 12, "{checklist:?}");
+    for ok in [
+        "headless Service matches serviceName",
+        "mysql-primary selects only the primary",
+        "mysql-replicas excludes the primary",
+        "default StorageClass",
+        "access modes",
+        "restarts",
+    ] {
+        assert!(checklist.contains(&(ok, "ok")), "{ok} is ok: {checklist:?}");
+    }
+    assert!(checklist.contains(&("Secret passwords", "warning")), "{checklist:?}");
+    assert!(
+        checklist.contains(&("backups and restore test", "not_checked")),
+        "{checklist:?}"
+    );
+
     // The tutorial's own commands, typed as it writes them, are in tutorial.rs.
     let steps = report["steps"].as_array().unwrap();
     assert!(steps.len() >= 8, "{steps:?}");
