@@ -20,12 +20,23 @@ pub struct Circumstances {
 }
 
 impl Circumstances {
-    /// The kind cluster's name when the context is a kind cluster's.
     fn kind_cluster(&self) -> Option<&str> {
-        self.context
-            .as_deref()?
-            .strip_prefix("kind-")
-            .filter(|name| !name.is_empty())
+        kind_cluster(self.context.as_deref())
+    }
+}
+
+/// The kind cluster's name when `context` is a kind cluster's (`kind-<cluster>`).
+pub fn kind_cluster(context: Option<&str>) -> Option<&str> {
+    context?.strip_prefix("kind-").filter(|name| !name.is_empty())
+}
+
+/// How to get a default StorageClass: kind creates one (`standard`), elsewhere a provisioner must be installed.
+pub fn storage_class_hint(kind: bool) -> &'static str {
+    if kind {
+        "kind creates \"standard\" (rancher's local-path-provisioner) as the default class: create the cluster again, \
+         or"
+    } else {
+        "install a provisioner (e.g. rancher's local-path-provisioner) or"
     }
 }
 
@@ -546,10 +557,11 @@ fn claim_problem(subject: &Subject, pvc: &PersistentVolumeClaim, claim: &str, fa
         || (class.is_none() && message.contains("no persistent volumes available"))
     {
         format!(
-            "the cluster has no default StorageClass, so nothing provisions a volume for the claim: install a \
-             provisioner (kind ships \"standard\"; e.g. rancher's local-path-provisioner) or mark a class default with \
+            "the cluster has no default StorageClass, so nothing provisions a volume for the claim: {} mark a \
+             class default with \
              \"kubectl patch storageclass <name> -p '{{\"metadata\":{{\"annotations\":{{\"storageclass.kubernetes.io/is-default-class\":\"true\"}}}}}}'\", \
              then delete the claim (\"kubectl delete pvc -n {} {claim}\") so that it is created again",
+            storage_class_hint(subject.kind_cluster.is_some()),
             subject.namespace
         )
     } else if let Some(class) = class.as_deref().filter(|_| message.contains("not found")) {
@@ -1431,6 +1443,22 @@ mod tests {
             "{}",
             problem.fix
         );
+        assert!(problem.fix.contains("kind creates \"standard\""), "{}", problem.fix);
+        // Elsewhere kind is no help: a provisioner must be installed.
+        let elsewhere = failed(super::assess_pod(
+            &pod,
+            &[pvc("Pending", None)],
+            &events,
+            &Circumstances::default(),
+        ));
+        assert!(
+            elsewhere
+                .fix
+                .contains(": install a provisioner (e.g. rancher's local-path-provisioner) or mark"),
+            "{}",
+            elsewhere.fix
+        );
+        assert!(!elsewhere.fix.contains("kind"), "{}", elsewhere.fix);
     }
 
     #[test]
