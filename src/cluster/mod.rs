@@ -27,7 +27,8 @@ use kube::discovery::{ApiCapabilities, ApiResource};
 
 pub use apply::Applied;
 pub use assess::{
-    Circumstances, LogSource, PodProblem, PodProgress, assess_missing_pod, assess_pod, latest_pod_warning,
+    Circumstances, LogSource, NO_NODE_GRACE, PodProblem, PodProgress, assess_missing_pod, assess_pod,
+    latest_pod_warning,
 };
 pub use connect::ClusterTarget;
 pub use error::ClusterError;

@@ -518,3 +518,40 @@ fn claims_without_a_default_storage_class_fail_the_wait_with_the_binding_event()
     );
     assert!(text.contains("the cluster has no default StorageClass"), "{text}");
 }
+
+#[test]
+fn a_cluster_without_nodes_fails_the_wait_once_the_grace_period_is_over() {
+    let lab = Lab::start();
+    let cluster = &lab.cluster;
+    lab.sim.store().remove("nodes", "", kubesim::NODE_NAME);
+    lab.run(cluster.apply(NAMESPACE, &objects())).expect("apply");
+    let started = std::time::Instant::now();
+    let lines = Lines::default();
+    let error = lab
+        .run(
+            cluster.wait_pod_ready(NAMESPACE, "mysql-0", deadline(Duration::from_secs(60)), &|l| {
+                lines.push(l)
+            }),
+        )
+        .expect_err("no node takes the pod");
+    let elapsed = started.elapsed();
+    // Nothing changes after the scheduler's verdict: the wait wakes up by itself when the grace period is over.
+    assert!(
+        elapsed >= NO_NODE_GRACE && elapsed < NO_NODE_GRACE + Duration::from_secs(10),
+        "failed after {elapsed:?}"
+    );
+    assert!(
+        lines
+            .all()
+            .contains(&"mysql-0: not scheduled yet (no nodes available to schedule pods)".to_string()),
+        "{:?}",
+        lines.all()
+    );
+    let ClusterError::PodFailed(problem) = &error else {
+        panic!("expected a pod failure, got {error}")
+    };
+    assert_eq!(
+        problem.cause,
+        "mysql-0 cannot be scheduled: the cluster has no nodes (Unschedulable: no nodes available to schedule pods)"
+    );
+}
