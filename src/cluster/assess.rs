@@ -2,20 +2,65 @@
 //! Ready, or what stops it, why, and how to fix it.
 
 use std::fmt;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, PersistentVolumeClaim, Pod};
+
+/// How long a cluster without any node may take to register one (the kubelet of a fresh cluster) before the
+/// diagnosis calls it a problem.
+pub const NO_NODE_GRACE: Duration = Duration::from_secs(30);
+
+/// What the diagnosis knows besides the objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Circumstances {
+    /// The kubeconfig context: kind names its contexts `kind-<cluster>`, and only there does `kind load` help.
+    pub context: Option<String>,
+    /// How long the caller has been waiting: a cluster without nodes gets [`NO_NODE_GRACE`] to register one.
+    pub waited: Duration,
+}
+
+impl Circumstances {
+    fn kind_cluster(&self) -> Option<&str> {
+        kind_cluster(self.context.as_deref())
+    }
+}
+
+/// The kind cluster's name when `context` is a kind cluster's (`kind-<cluster>`).
+pub fn kind_cluster(context: Option<&str>) -> Option<&str> {
+    context?.strip_prefix("kind-").filter(|name| !name.is_empty())
+}
+
+/// How to get a default StorageClass: kind creates one (`standard`), elsewhere a provisioner must be installed.
+pub fn storage_class_hint(kind: bool) -> &'static str {
+    if kind {
+        "kind creates \"standard\" (rancher's local-path-provisioner) as the default class: create the cluster again, \
+         or"
+    } else {
+        "install a provisioner (e.g. rancher's local-path-provisioner) or"
+    }
+}
 
 /// How far a pod got on its way to Ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodProgress {
     /// The pod does not exist (yet).
     Missing,
-    /// Created, but not yet scheduled or being deleted; `reason` says which.
+    /// Created, but not yet scheduled.
     Pending { reason: String },
-    /// The scheduler is waiting for something expected to resolve itself (volumes being provisioned).
+    /// The scheduler is waiting for something expected to resolve itself (volumes being provisioned, a node that
+    /// is not Ready yet).
     Unschedulable { message: String },
     /// A claim of the pod is not Bound yet and nothing says it never will be.
     PvcPending { claim: String, message: String },
+    /// An image pull failed in a way that may clear (rate limit, timeout); the kubelet keeps retrying.
+    PullRetrying {
+        image: String,
+        /// Failed pulls so far, as the kubelet's events count them.
+        failures: u32,
+        message: String,
+    },
+    /// Being deleted (scaled away, replaced, or torn down): leaving, not failing.
+    Terminating { grace_period_seconds: Option<i64> },
     /// Scheduled; init containers are running.
     Initializing,
     /// Init done; containers are being created or run but are not Ready yet.
@@ -36,6 +81,20 @@ impl PodProgress {
             PodProgress::PvcPending { claim, message } => {
                 format!("waiting for PersistentVolumeClaim {claim} to be bound ({message})")
             }
+            PodProgress::PullRetrying {
+                image,
+                failures,
+                message,
+            } => {
+                let pulls = if *failures == 1 { "pull" } else { "pulls" };
+                format!(
+                    "image \"{image}\" not pulled yet, the kubelet retries ({failures} failed {pulls}, last: {message})"
+                )
+            }
+            PodProgress::Terminating { grace_period_seconds } => match grace_period_seconds {
+                Some(seconds) => format!("terminating (being deleted, grace period {seconds}s)"),
+                None => "terminating (being deleted)".to_string(),
+            },
             PodProgress::Initializing => "scheduled, init containers running".to_string(),
             PodProgress::Starting => "containers starting, not Ready yet".to_string(),
             PodProgress::Ready => "Ready".to_string(),
@@ -85,13 +144,18 @@ impl fmt::Display for PodProblem {
 
 /// Decides where `pod` stands. `pvcs` and `events` may hold unrelated objects: only the pod's own claims and the
 /// events about the pod or those claims are considered.
-pub fn assess_pod(pod: &Pod, pvcs: &[PersistentVolumeClaim], events: &[Event]) -> PodProgress {
-    let subject = Subject::of(pod);
+pub fn assess_pod(
+    pod: &Pod,
+    pvcs: &[PersistentVolumeClaim],
+    events: &[Event],
+    circumstances: &Circumstances,
+) -> PodProgress {
+    let subject = Subject::of(pod, circumstances);
     let status = pod.status.as_ref();
 
     if pod.metadata.deletion_timestamp.is_some() {
-        return PodProgress::Pending {
-            reason: "being deleted".to_string(),
+        return PodProgress::Terminating {
+            grace_period_seconds: pod.metadata.deletion_grace_period_seconds,
         };
     }
     if let Some(problem) = terminated_pod(&subject, pod) {
@@ -99,15 +163,16 @@ pub fn assess_pod(pod: &Pod, pvcs: &[PersistentVolumeClaim], events: &[Event]) -
     }
 
     if !condition_is_true(pod, "PodScheduled") {
-        return unscheduled(&subject, pod, pvcs, events);
+        return unscheduled(&subject, pod, pvcs, events, circumstances);
     }
 
+    let pod_events = about(events, "Pod", &subject.name, pod.metadata.uid.as_deref());
     let init_statuses = status
         .and_then(|s| s.init_container_statuses.as_deref())
         .unwrap_or_default();
     for init in init_statuses {
-        if let Some(problem) = init_container_problem(&subject, init) {
-            return PodProgress::Failed(problem);
+        if let Some(progress) = init_container_problem(&subject, init, &pod_events) {
+            return progress;
         }
     }
     let has_init_containers = pod
@@ -123,8 +188,8 @@ pub fn assess_pod(pod: &Pod, pvcs: &[PersistentVolumeClaim], events: &[Event]) -
 
     let statuses = status.and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
     for container in statuses {
-        if let Some(problem) = container_problem(&subject, container) {
-            return PodProgress::Failed(problem);
+        if let Some(progress) = container_problem(&subject, container, &pod_events) {
+            return progress;
         }
     }
 
@@ -169,7 +234,7 @@ pub fn assess_missing_pod(namespace: &str, pod: &str, events: &[Event]) -> PodPr
 
 /// The most recent Warning event about the pod itself (e.g. a failing readiness probe), for "last state" lines.
 pub fn latest_pod_warning(pod: &Pod, events: &[Event]) -> Option<String> {
-    let subject = Subject::of(pod);
+    let subject = Subject::of(pod, &Circumstances::default());
     about(events, "Pod", &subject.name, pod.metadata.uid.as_deref())
         .into_iter()
         .find(|e| e.type_.as_deref() == Some("Warning"))
@@ -189,10 +254,12 @@ struct Subject {
     /// Container name -> image as the user wrote it: what `kind load docker-image` takes. Statuses may show the
     /// runtime's normalised form (`docker.io/library/mysql:8.4`).
     images: std::collections::BTreeMap<String, String>,
+    /// The kind cluster's name when the context is a kind cluster's.
+    kind_cluster: Option<String>,
 }
 
 impl Subject {
-    fn of(pod: &Pod) -> Subject {
+    fn of(pod: &Pod, circumstances: &Circumstances) -> Subject {
         let spec = pod.spec.as_ref();
         let containers = spec.map(|s| s.containers.iter()).into_iter().flatten();
         let init_containers = spec.and_then(|s| s.init_containers.as_ref()).into_iter().flatten();
@@ -203,6 +270,7 @@ impl Subject {
                 .chain(init_containers)
                 .filter_map(|c| Some((c.name.clone(), c.image.clone()?)))
                 .collect(),
+            kind_cluster: circumstances.kind_cluster().map(str::to_string),
         }
     }
 
@@ -254,7 +322,13 @@ fn terminated_pod(subject: &Subject, pod: &Pod) -> Option<PodProblem> {
     ))
 }
 
-fn unscheduled(subject: &Subject, pod: &Pod, pvcs: &[PersistentVolumeClaim], events: &[Event]) -> PodProgress {
+fn unscheduled(
+    subject: &Subject,
+    pod: &Pod,
+    pvcs: &[PersistentVolumeClaim],
+    events: &[Event],
+    circumstances: &Circumstances,
+) -> PodProgress {
     for claim in claim_names(pod) {
         let Some(pvc) = pvcs.iter().find(|p| p.metadata.name.as_deref() == Some(claim.as_str())) else {
             return PodProgress::PvcPending {
@@ -271,10 +345,7 @@ fn unscheduled(subject: &Subject, pod: &Pod, pvcs: &[PersistentVolumeClaim], eve
             continue;
         }
         let claim_events = about(events, "PersistentVolumeClaim", &claim, pvc.metadata.uid.as_deref());
-        if let Some(failure) = claim_events
-            .iter()
-            .find(|e| matches!(e.reason.as_deref(), Some("FailedBinding" | "ProvisioningFailed")))
-        {
+        if let Some(failure) = claim_events.iter().find(|e| claim_failure_is_final(e)) {
             return PodProgress::Failed(claim_problem(subject, pvc, &claim, failure));
         }
         if phase == "Lost" {
@@ -294,8 +365,13 @@ fn unscheduled(subject: &Subject, pod: &Pod, pvcs: &[PersistentVolumeClaim], eve
         }
         let message = claim_events
             .first()
-            .and_then(|e| e.message.clone())
-            .map(|m| m.trim().to_string())
+            .map(|e| {
+                let message = e.message.as_deref().unwrap_or("").trim();
+                match e.reason.as_deref() {
+                    Some(reason @ "ProvisioningFailed") => format!("{reason}: {message}"),
+                    _ => message.to_string(),
+                }
+            })
             .unwrap_or_else(|| format!("phase {phase}"));
         return PodProgress::PvcPending { claim, message };
     }
@@ -305,30 +381,172 @@ fn unscheduled(subject: &Subject, pod: &Pod, pvcs: &[PersistentVolumeClaim], eve
             reason: "waiting to be scheduled".to_string(),
         };
     };
-    let message = scheduled.message.clone().unwrap_or_default();
+    let message = scheduled.message.as_deref().unwrap_or_default().trim().to_string();
     if scheduled.reason.as_deref() != Some("Unschedulable") {
         return PodProgress::Pending {
             reason: "waiting to be scheduled".to_string(),
         };
     }
-    if message.contains("PersistentVolumeClaim") {
-        // Every claim is Bound by now (checked above): the scheduler has not retried since.
-        return PodProgress::Unschedulable { message };
+    match scheduling_outlook(&message) {
+        Outlook::Clears => PodProgress::Unschedulable { message },
+        Outlook::NoNodes if circumstances.waited < NO_NODE_GRACE => PodProgress::Unschedulable { message },
+        Outlook::NoNodes => PodProgress::Failed(
+            subject.problem(
+                "Unschedulable",
+                format!(
+                    "{} cannot be scheduled: the cluster has no nodes (Unschedulable: {message})",
+                    subject.name
+                ),
+                "no kubelet has registered a node: \"kubectl get nodes\" lists none; start the cluster's nodes (or \
+             create the cluster again)"
+                    .to_string(),
+                None,
+            ),
+        ),
+        Outlook::Blocked(causes) => {
+            let fixes: Vec<String> = causes.iter().map(|cause| cause.fix(subject)).collect();
+            PodProgress::Failed(subject.problem(
+                "Unschedulable",
+                format!(
+                    "{} cannot be scheduled on any node (Unschedulable: {message})",
+                    subject.name
+                ),
+                format!(
+                    "{}; \"kubectl describe pod -n {} {}\" shows the scheduler's reasons",
+                    fixes.join("; "),
+                    subject.namespace,
+                    subject.name
+                ),
+                None,
+            ))
+        }
     }
-    PodProgress::Failed(subject.problem(
-        "Unschedulable",
-        format!(
-            "{} cannot be scheduled on any node (Unschedulable: {})",
-            subject.name,
-            message.trim()
-        ),
-        format!(
-            "free capacity or remove the taints named above, or lower the pod's resource requests; \
-             \"kubectl describe pod -n {} {}\" shows the scheduler's reasons",
-            subject.namespace, subject.name
-        ),
-        None,
-    ))
+}
+
+/// Whether the scheduler's refusal will clear by itself.
+#[derive(Debug, PartialEq, Eq)]
+enum Outlook {
+    /// Some node may yet take the pod: one not Ready yet, or claims still being bound.
+    Clears,
+    /// The cluster has no node at all (yet).
+    NoNodes,
+    /// Every node refuses the pod for reasons only a person can change.
+    Blocked(Vec<Refusal>),
+}
+
+/// Why nodes refuse a pod, as far as the fix differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    /// `Insufficient memory`, `Insufficient cpu`, ...
+    Insufficient(String),
+    /// A taint the pod does not tolerate, as the scheduler prints it: `{key: value}`.
+    Taint { key: String, shown: String },
+    /// Cordoned nodes.
+    Cordoned,
+    /// Anything else, as the scheduler wrote it.
+    Other(String),
+}
+
+impl Refusal {
+    fn fix(&self, subject: &Subject) -> String {
+        match self {
+            Refusal::Insufficient(resource) => format!(
+                "no node has the {resource} the pod requests left: free {resource} on a node (\"kubectl describe \
+                 nodes\" shows what is allocated), add a node, or lower the pod's {resource} request"
+            ),
+            Refusal::Taint { key, shown } => format!(
+                "the nodes carry the taint {shown}, which the pod does not tolerate: remove it (\"kubectl taint \
+                 nodes <node> {key}-\") or add a matching toleration to the pod"
+            ),
+            Refusal::Cordoned => "the nodes are cordoned: \"kubectl uncordon <node>\"".to_string(),
+            Refusal::Other(reason) => format!(
+                "change the nodes or the pod so that a node fits (\"{reason}\"); \"kubectl get nodes\" and \
+                 \"kubectl get pod -n {} {} -o yaml\" show both sides",
+                subject.namespace, subject.name
+            ),
+        }
+    }
+}
+
+/// Taints the node lifecycle controller or a cloud controller sets and lifts by itself once the node is up.
+const CLEARING_TAINTS: &[&str] = &[
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/network-unavailable",
+    "node.cloudprovider.kubernetes.io/uninitialized",
+];
+
+/// Reads the scheduler's message (`0/3 nodes are available: 1 Insufficient memory, 2 node(s) had untolerated
+/// taint {node.kubernetes.io/not-ready: }. preemption: ...`, or `no nodes available to schedule pods`).
+fn scheduling_outlook(message: &str) -> Outlook {
+    if message.starts_with("no nodes available to schedule pods") || message.starts_with("0/0 nodes are available") {
+        return Outlook::NoNodes;
+    }
+    let Some((_, rest)) = message.split_once("nodes are available: ") else {
+        return Outlook::Blocked(vec![Refusal::Other(message.to_string())]);
+    };
+    let reasons = rest.split(". preemption:").next().unwrap_or(rest).trim_end_matches('.');
+    let mut refusals = Vec::new();
+    for item in reasons.split(", ") {
+        // Each reason starts with the number of nodes that gave it, except the pod-wide ones about claims.
+        let reason = match item.split_once(' ') {
+            Some((count, reason)) if count.chars().all(|c| c.is_ascii_digit()) => reason.trim(),
+            _ => item.trim(),
+        };
+        if reason.to_lowercase().contains("persistentvolumeclaim") {
+            return Outlook::Clears;
+        }
+        if let Some(taint) = taint_of(reason) {
+            let key = taint
+                .trim_start_matches('{')
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            if CLEARING_TAINTS.contains(&key.as_str()) {
+                return Outlook::Clears;
+            }
+            refusals.push(Refusal::Taint {
+                key,
+                shown: taint.to_string(),
+            });
+        } else if let Some(resource) = reason.strip_prefix("Insufficient ") {
+            refusals.push(Refusal::Insufficient(resource.trim().to_string()));
+        } else if reason.contains("were unschedulable") {
+            refusals.push(Refusal::Cordoned);
+        } else {
+            refusals.push(Refusal::Other(reason.to_string()));
+        }
+    }
+    refusals.dedup();
+    Outlook::Blocked(refusals)
+}
+
+/// `{key: value}` of `node(s) had untolerated taint {key: value}` (and of the older `node(s) had taint {key:
+/// value}, that the pod didn't tolerate`).
+fn taint_of(reason: &str) -> Option<&str> {
+    let start = reason.find("taint {")? + "taint ".len();
+    let end = start + reason[start..].find('}')? + 1;
+    Some(&reason[start..end])
+}
+
+/// Claim events that will not clear by themselves. The provisioner retries other failures (timeouts, a busy
+/// backend), and so does the wait.
+fn claim_failure_is_final(event: &Event) -> bool {
+    let message = event.message.as_deref().unwrap_or_default();
+    match event.reason.as_deref() {
+        // The volume controller's binding failures name a claim or volume set up wrong (no class, a volume bound
+        // elsewhere).
+        Some("FailedBinding") => true,
+        Some("ProvisioningFailed") => {
+            (message.contains("storageclass.storage.k8s.io") && message.contains("not found"))
+                || message.contains("no storage class is set")
+                // CSI: the request itself is invalid (external-provisioner does not retry it differently).
+                || message.contains("code = InvalidArgument")
+        }
+        _ => false,
+    }
 }
 
 fn claim_problem(subject: &Subject, pvc: &PersistentVolumeClaim, claim: &str, failure: &Event) -> PodProblem {
@@ -339,10 +557,11 @@ fn claim_problem(subject: &Subject, pvc: &PersistentVolumeClaim, claim: &str, fa
         || (class.is_none() && message.contains("no persistent volumes available"))
     {
         format!(
-            "the cluster has no default StorageClass, so nothing provisions a volume for the claim: install a \
-             provisioner (kind ships \"standard\"; e.g. rancher's local-path-provisioner) or mark a class default with \
+            "the cluster has no default StorageClass, so nothing provisions a volume for the claim: {} mark a \
+             class default with \
              \"kubectl patch storageclass <name> -p '{{\"metadata\":{{\"annotations\":{{\"storageclass.kubernetes.io/is-default-class\":\"true\"}}}}}}'\", \
              then delete the claim (\"kubectl delete pvc -n {} {claim}\") so that it is created again",
+            storage_class_hint(subject.kind_cluster.is_some()),
             subject.namespace
         )
     } else if let Some(class) = class.as_deref().filter(|_| message.contains("not found")) {
@@ -431,13 +650,13 @@ fn parenthesized(reason: &str, message: &str) -> String {
     }
 }
 
-fn init_container_problem(subject: &Subject, init: &ContainerStatus) -> Option<PodProblem> {
+fn init_container_problem(subject: &Subject, init: &ContainerStatus, pod_events: &[&Event]) -> Option<PodProgress> {
     let name = &init.name;
     if let Some(terminated) = init.state.as_ref().and_then(|s| s.terminated.as_ref())
         && terminated.exit_code != 0
     {
         let reason = terminated.reason.as_deref().unwrap_or("Error");
-        return Some(subject.problem(
+        return Some(PodProgress::Failed(subject.problem(
             &format!("Init:{reason}"),
             format!(
                 "{} init container \"{name}\" failed (Init:{reason}, exit code {})",
@@ -448,13 +667,13 @@ fn init_container_problem(subject: &Subject, init: &ContainerStatus) -> Option<P
                 container: name.clone(),
                 previous: false,
             }),
-        ));
+        )));
     }
     let (reason, message) = waiting(init)?;
     match reason {
         "CrashLoopBackOff" => {
             let exit = last_exit(init);
-            Some(subject.problem(
+            Some(PodProgress::Failed(subject.problem(
                 "Init:CrashLoopBackOff",
                 format!(
                     "{} init container \"{name}\" keeps failing (Init:CrashLoopBackOff, {} restarts{exit})",
@@ -465,9 +684,9 @@ fn init_container_problem(subject: &Subject, init: &ContainerStatus) -> Option<P
                     container: name.clone(),
                     previous: init.restart_count > 0,
                 }),
-            ))
+            )))
         }
-        _ => waiting_problem(subject, init, reason, message, "Init:"),
+        _ => waiting_problem(subject, init, reason, message, "Init:", pod_events),
     }
 }
 
@@ -479,11 +698,11 @@ fn init_fix(subject: &Subject, container: &str) -> String {
     )
 }
 
-fn container_problem(subject: &Subject, container: &ContainerStatus) -> Option<PodProblem> {
+fn container_problem(subject: &Subject, container: &ContainerStatus, pod_events: &[&Event]) -> Option<PodProgress> {
     let (reason, message) = waiting(container)?;
     let name = &container.name;
     if reason != "CrashLoopBackOff" {
-        return waiting_problem(subject, container, reason, message, "");
+        return waiting_problem(subject, container, reason, message, "", pod_events);
     }
     let oom = last_terminated_reason(container) == Some("OOMKilled");
     let fix = if oom {
@@ -494,7 +713,7 @@ fn container_problem(subject: &Subject, container: &ContainerStatus) -> Option<P
             subject.namespace, subject.name
         )
     };
-    Some(subject.problem(
+    Some(PodProgress::Failed(subject.problem(
         "CrashLoopBackOff",
         format!(
             "{} container \"{name}\" keeps crashing (CrashLoopBackOff, {} restarts{})",
@@ -507,17 +726,19 @@ fn container_problem(subject: &Subject, container: &ContainerStatus) -> Option<P
             container: name.clone(),
             previous: container.restart_count > 0,
         }),
-    ))
+    )))
 }
 
-/// Waiting reasons that do not resolve by themselves. `prefix` is `Init:` for init containers, as kubectl shows.
+/// Waiting reasons that do not resolve by themselves, and image pulls the kubelet retries. `prefix` is `Init:`
+/// for init containers, as kubectl shows.
 fn waiting_problem(
     subject: &Subject,
     container: &ContainerStatus,
     reason: &str,
     message: &str,
     prefix: &str,
-) -> Option<PodProblem> {
+    pod_events: &[&Event],
+) -> Option<PodProgress> {
     let name = &container.name;
     let shown = format!("{prefix}{reason}");
     let what = if prefix.is_empty() {
@@ -525,27 +746,40 @@ fn waiting_problem(
     } else {
         "init container"
     };
+    let failed = |cause: String, fix: String| Some(PodProgress::Failed(subject.problem(&shown, cause, fix, None)));
     match reason {
-        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+        "ErrImagePull" | "ImagePullBackOff" | "RegistryUnavailable" | "InvalidImageName" | "ErrImageNeverPull" => {
             let image = subject.images.get(name).unwrap_or(&container.image);
-            let fix = if reason == "InvalidImageName" {
-                format!("\"{image}\" is not a valid image reference: fix the --image value or the manifest")
-            } else {
-                format!("check the image name and tag, or load it into kind with \"kind load docker-image {image}\"")
-            };
-            Some(subject.problem(
-                &shown,
+            let cannot_pull = |detail: &str| {
                 format!(
                     "{} cannot pull image \"{image}\" {}",
                     subject.name,
-                    parenthesized(&shown, message)
+                    parenthesized(&shown, detail)
+                )
+            };
+            match reason {
+                "InvalidImageName" => failed(
+                    cannot_pull(message),
+                    format!("\"{image}\" is not a valid image reference: fix the --image value or the manifest"),
                 ),
-                fix,
-                None,
-            ))
+                "ErrImageNeverPull" => failed(cannot_pull(message), never_pull_fix(subject, image)),
+                _ => {
+                    let pull = PullFailure::read(image, &container.image, message, pod_events);
+                    match pull.verdict() {
+                        PullVerdict::Retrying => Some(PodProgress::PullRetrying {
+                            image: image.clone(),
+                            failures: pull.failures,
+                            message: pull.error.unwrap_or_else(|| shown.clone()),
+                        }),
+                        verdict => failed(
+                            cannot_pull(pull.error.as_deref().unwrap_or(message)),
+                            pull_fix(subject, image, verdict),
+                        ),
+                    }
+                }
+            }
         }
-        "CreateContainerConfigError" => Some(subject.problem(
-            &shown,
+        "CreateContainerConfigError" => failed(
             format!(
                 "{} {what} \"{name}\" cannot be created {}",
                 subject.name,
@@ -556,10 +790,8 @@ fn waiting_problem(
                  -n {}\" against the manifests (re-run \"lab up\" to apply them)",
                 subject.namespace
             ),
-            None,
-        )),
-        "CreateContainerError" | "RunContainerError" | "ContainerCannotRun" => Some(subject.problem(
-            &shown,
+        ),
+        "CreateContainerError" | "RunContainerError" | "ContainerCannotRun" => failed(
             format!(
                 "{} {what} \"{name}\" cannot be started {}",
                 subject.name,
@@ -570,9 +802,142 @@ fn waiting_problem(
                  {}\" shows the runtime's error",
                 subject.namespace, subject.name
             ),
-            None,
-        )),
+        ),
         _ => None,
+    }
+}
+
+/// What the kubelet said about the pulls of one image: its `Failed to pull image "<image>": <error>` events
+/// (counted, newest first) and the container's waiting message.
+struct PullFailure {
+    /// The newest error from the registry or runtime, when one is known.
+    error: Option<String>,
+    failures: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PullVerdict {
+    /// The registry says the image is not there.
+    NotFound,
+    /// The registry refuses the credentials (or their absence).
+    Denied,
+    /// Anything else: rate limits, timeouts, resets; the kubelet retries and may succeed.
+    Retrying,
+}
+
+impl PullFailure {
+    /// `image` as the spec writes it, `status_image` as the status shows it (the event may use either).
+    fn read(image: &str, status_image: &str, message: &str, pod_events: &[&Event]) -> PullFailure {
+        let prefixes = [
+            format!("Failed to pull image \"{image}\": "),
+            format!("Failed to pull image \"{status_image}\": "),
+        ];
+        let mut failures = 0;
+        let mut newest = None;
+        // Newest first: the first match is the latest error.
+        for event in pod_events {
+            let text = event.message.as_deref().unwrap_or_default();
+            if let Some(error) = prefixes.iter().find_map(|p| text.strip_prefix(p.as_str())) {
+                failures += event.count.unwrap_or(1).max(1) as u32;
+                newest.get_or_insert_with(|| error.trim().to_string());
+            }
+        }
+        // ErrImagePull carries the error itself; ImagePullBackOff says "Back-off pulling image" (and newer
+        // kubelets append the error).
+        let from_status = message
+            .split_once(&format!("Back-off pulling image \"{image}\""))
+            .map_or(message, |(_, rest)| rest)
+            .trim_start_matches(':')
+            .trim();
+        let error = newest.or_else(|| (!from_status.is_empty()).then(|| from_status.to_string()));
+        PullFailure {
+            failures: failures.max(1),
+            error,
+        }
+    }
+
+    fn verdict(&self) -> PullVerdict {
+        self.error.as_deref().map_or(PullVerdict::Retrying, pull_verdict)
+    }
+}
+
+/// Classifies a pull error by the registry's answer. Matches the texts containerd and the registries send, e.g.
+/// `rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/library/mysql:nope": failed to
+/// resolve reference "docker.io/library/mysql:nope": docker.io/library/mysql:nope: not found`, `pull access
+/// denied, repository does not exist or may require authorization: server message: insufficient_scope:
+/// authorization failed`, `unexpected status from HEAD request to https://...: 401 Unauthorized`, and as
+/// retrying `... 429 Too Many Requests - Server message: toomanyrequests: ...`, `dial tcp ...: i/o timeout`,
+/// `read: connection reset by peer`.
+fn pull_verdict(error: &str) -> PullVerdict {
+    let lower = error.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').collect();
+    let has_word = |word: &str| words.contains(&word);
+    // A rate limit may come with any wording around it: it clears.
+    if has_word("429") || lower.contains("toomanyrequests") || lower.contains("too many requests") {
+        return PullVerdict::Retrying;
+    }
+    if lower.contains("pull access denied")
+        || lower.contains("insufficient_scope")
+        || lower.contains("unauthorized")
+        || lower.contains("access denied")
+        || has_word("denied")
+        || has_word("forbidden")
+        || has_word("401")
+        || has_word("403")
+    {
+        return PullVerdict::Denied;
+    }
+    if lower.contains("code = notfound")
+        || lower.contains("not found")
+        || lower.contains("manifest unknown")
+        || lower.contains("name unknown")
+        || lower.contains("repository does not exist")
+    {
+        return PullVerdict::NotFound;
+    }
+    PullVerdict::Retrying
+}
+
+fn pull_fix(subject: &Subject, image: &str, verdict: PullVerdict) -> String {
+    let kind = subject.kind_cluster.as_deref().map(|cluster| {
+        format!(
+            ", or load a local image into the kind cluster with \"{}\"",
+            kind_load(image, cluster)
+        )
+    });
+    match verdict {
+        PullVerdict::Denied => format!(
+            "the registry refused access to the image: check its name, and give the pod an imagePullSecret with \
+             credentials for the registry if it is private{}",
+            kind.unwrap_or_default()
+        ),
+        _ => match kind {
+            Some(_) => format!("check the image name and tag{}", kind.unwrap_or_default()),
+            None => "check the image name and tag, and that the node can pull it (the registry is reachable from \
+                     the node; a private registry needs an imagePullSecret)"
+                .to_string(),
+        },
+    }
+}
+
+fn never_pull_fix(subject: &Subject, image: &str) -> String {
+    match subject.kind_cluster.as_deref() {
+        Some(cluster) => format!(
+            "imagePullPolicy is Never and the node does not have the image: load it with \"{}\"",
+            kind_load(image, cluster)
+        ),
+        None => "imagePullPolicy is Never and the node does not have the image: put it on the node, or allow pulls \
+                 (imagePullPolicy IfNotPresent)"
+            .to_string(),
+    }
+}
+
+/// `kind load docker-image <image>`, naming the cluster unless it is kind's default one.
+fn kind_load(image: &str, cluster: &str) -> String {
+    if cluster == "kind" {
+        format!("kind load docker-image {image}")
+    } else {
+        format!("kind load docker-image {image} --name {cluster}")
     }
 }
 
@@ -686,6 +1051,19 @@ mod tests {
         pod
     }
 
+    /// The context of the default kind cluster: `kind create cluster` names it `kind-kind`.
+    fn on_kind() -> Circumstances {
+        Circumstances {
+            context: Some("kind-kind".into()),
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// Most tests run on kind, where the hints name `kind load`.
+    fn assess_pod(pod: &Pod, pvcs: &[PersistentVolumeClaim], events: &[Event]) -> PodProgress {
+        super::assess_pod(pod, pvcs, events, &on_kind())
+    }
+
     fn failed(progress: PodProgress) -> PodProblem {
         match progress {
             PodProgress::Failed(problem) => problem,
@@ -693,25 +1071,212 @@ mod tests {
         }
     }
 
-    #[test]
-    fn image_pull_back_off_names_the_image_and_the_kind_load_fix() {
-        let pod = running_pod_with(
+    const POD_UID: &str = "0b7c6a4e-1111-4a5e-9c0e-5f1e2d3c4b5a";
+    /// containerd's answer for a tag that does not exist, as the kubelet reports it.
+    const NOT_FOUND: &str = "rpc error: code = NotFound desc = failed to pull and unpack image \
+                             \"docker.io/library/mysql:nope\": failed to resolve reference \
+                             \"docker.io/library/mysql:nope\": docker.io/library/mysql:nope: not found";
+    /// Docker Hub's rate limit, as containerd passes it on.
+    const RATE_LIMITED: &str = "rpc error: code = Unknown desc = failed to pull and unpack image \
+                                \"docker.io/library/mysql:8.4\": failed to copy: httpReadSeeker: failed open: \
+                                unexpected status code https://registry-1.docker.io/v2/library/mysql/manifests/sha256:\
+                                4031d3b2c5b1e4c3f0c0d5a46d7c1e7f0c88e0a8b1a4a3c3b6e6a1f2b3c4d5e6: 429 Too Many Requests - \
+                                Server message: toomanyrequests: You have reached your pull rate limit. You may increase \
+                                the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit";
+
+    /// mysql-0 whose container waits with `reason` and `message`, the image as written in the spec.
+    fn pulling_pod(image: &str, reason: &str, message: &str) -> Pod {
+        running_pod_with(
             json!({
-                "name": "mysql", "image": "mysql:nope", "imageID": "", "ready": false, "restartCount": 0,
-                "started": false,
-                "state": {"waiting": {"reason": "ImagePullBackOff",
-                                      "message": "Back-off pulling image \"mysql:nope\""}}
+                "name": "mysql", "image": image, "imageID": "", "ready": false, "restartCount": 0,
+                "started": false, "state": {"waiting": {"reason": reason, "message": message}}
             }),
             false,
+        )
+    }
+
+    /// The kubelet's `Failed` event for a pull, `count` times (the recorder aggregates repeats).
+    fn pull_failed(image: &str, error: &str, count: i32, at: &str) -> Event {
+        let mut event = event(
+            "Pod",
+            "mysql-0",
+            POD_UID,
+            "Warning",
+            "Failed",
+            &format!("Failed to pull image \"{image}\": {error}"),
+            at,
         );
+        event.count = Some(count);
+        event
+    }
+
+    #[test]
+    fn image_not_found_fails_with_the_registrys_answer_and_the_kind_load_fix() {
+        let pod = pulling_pod("mysql:nope", "ErrImagePull", NOT_FOUND);
         let problem = failed(assess_pod(&pod, &[pvc("Bound", Some("standard"))], &[]));
-        assert_eq!(problem.reason, "ImagePullBackOff");
+        assert_eq!(problem.reason, "ErrImagePull");
         assert_eq!(
             problem.to_string(),
-            "mysql-0 cannot pull image \"mysql:nope\" (ImagePullBackOff: Back-off pulling image \"mysql:nope\"): \
-             check the image name and tag, or load it into kind with \"kind load docker-image mysql:nope\""
+            format!(
+                "mysql-0 cannot pull image \"mysql:nope\" (ErrImagePull: {NOT_FOUND}): check the image name and tag, \
+                 or load a local image into the kind cluster with \"kind load docker-image mysql:nope\""
+            )
         );
         assert_eq!(problem.log_source, None);
+
+        // In back-off the status only says "Back-off pulling image": the kubelet's event has the answer.
+        let pod = pulling_pod(
+            "mysql:nope",
+            "ImagePullBackOff",
+            "Back-off pulling image \"mysql:nope\"",
+        );
+        let events = [pull_failed("mysql:nope", NOT_FOUND, 2, "2025-05-01T10:00:09Z")];
+        let problem = failed(assess_pod(&pod, &[], &events));
+        assert_eq!(problem.reason, "ImagePullBackOff");
+        assert_eq!(
+            problem.cause,
+            format!("mysql-0 cannot pull image \"mysql:nope\" (ImagePullBackOff: {NOT_FOUND})")
+        );
+
+        // Registries that answer "manifest unknown" (OCI distribution) mean the same.
+        let manifest_unknown = "rpc error: code = Unknown desc = failed to pull and unpack image \
+                                \"registry.example.com/db/mysql:8.4\": failed to resolve reference \
+                                \"registry.example.com/db/mysql:8.4\": registry.example.com/db/mysql:8.4: not found: \
+                                manifest unknown: manifest unknown";
+        let pod = pulling_pod("registry.example.com/db/mysql:8.4", "ErrImagePull", manifest_unknown);
+        assert_eq!(failed(assess_pod(&pod, &[], &[])).reason, "ErrImagePull");
+    }
+
+    #[test]
+    fn the_kind_hint_names_the_cluster_and_other_clusters_get_a_generic_fix() {
+        let pod = pulling_pod("mysql:nope", "ErrImagePull", NOT_FOUND);
+        let on = |context: Option<&str>| {
+            let circumstances = Circumstances {
+                context: context.map(str::to_string),
+                waited: Duration::ZERO,
+            };
+            failed(super::assess_pod(&pod, &[], &[], &circumstances)).fix
+        };
+        assert_eq!(
+            on(Some("kind-dev")),
+            "check the image name and tag, or load a local image into the kind cluster with \"kind load docker-image \
+             mysql:nope --name dev\""
+        );
+        for context in [
+            None,
+            Some("kubesim"),
+            Some("gke_project_europe-west1_prod"),
+            Some("kind"),
+        ] {
+            let fix = on(context);
+            assert_eq!(
+                fix,
+                "check the image name and tag, and that the node can pull it (the registry is reachable from the \
+                 node; a private registry needs an imagePullSecret)",
+                "context {context:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn access_denied_fails_and_asks_for_credentials() {
+        let denials = [
+            "rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/acme/mysql:8.4\": failed to \
+             resolve reference \"docker.io/acme/mysql:8.4\": pull access denied, repository does not exist or may \
+             require authorization: server message: insufficient_scope: authorization failed",
+            "rpc error: code = Unknown desc = failed to pull and unpack image \"ghcr.io/acme/mysql:8.4\": failed to \
+             resolve reference \"ghcr.io/acme/mysql:8.4\": failed to authorize: failed to fetch anonymous token: \
+             unexpected status from GET request to https://ghcr.io/token?scope=repository%3Aacme%2Fmysql%3Apull: \
+             401 Unauthorized",
+            "rpc error: code = Unknown desc = failed to pull and unpack image \"registry.example.com/mysql:8.4\": \
+             failed to resolve reference \"registry.example.com/mysql:8.4\": unexpected status from HEAD request to \
+             https://registry.example.com/v2/mysql/manifests/8.4: 403 Forbidden",
+        ];
+        for error in denials {
+            let pod = pulling_pod("mysql:8.4", "ErrImagePull", error);
+            let problem = failed(assess_pod(&pod, &[], &[]));
+            assert!(
+                problem.fix.starts_with(
+                    "the registry refused access to the image: check its name, and give the pod an \
+                                  imagePullSecret"
+                ),
+                "{error}: {}",
+                problem.fix
+            );
+        }
+    }
+
+    #[test]
+    fn transient_pull_errors_keep_waiting_and_count_the_retries() {
+        let transient = [
+            RATE_LIMITED,
+            "rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/mysql:8.4\": failed \
+             to resolve reference \"docker.io/library/mysql:8.4\": failed to do request: Head \
+             \"https://registry-1.docker.io/v2/library/mysql/manifests/8.4\": dial tcp 54.236.113.205:443: i/o timeout",
+            "rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/mysql:8.4\": failed \
+             to copy: read tcp 10.0.0.5:51234->104.16.99.49:443: read: connection reset by peer",
+            "rpc error: code = DeadlineExceeded desc = context deadline exceeded",
+            "image pull failed for mysql:8.4 because the registry is unavailable: 503 Service Unavailable",
+        ];
+        for error in transient {
+            let pod = pulling_pod("mysql:8.4", "ErrImagePull", error);
+            assert_eq!(
+                assess_pod(&pod, &[], &[]),
+                PodProgress::PullRetrying {
+                    image: "mysql:8.4".into(),
+                    failures: 1,
+                    message: error.into()
+                },
+                "{error}"
+            );
+        }
+
+        // In back-off, the events count the failed pulls; the newest error decides.
+        let pod = pulling_pod("mysql:8.4", "ImagePullBackOff", "Back-off pulling image \"mysql:8.4\"");
+        let events = [
+            pull_failed(
+                "mysql:8.4",
+                "rpc error: code = Unknown desc = i/o timeout",
+                1,
+                "2025-05-01T10:00:05Z",
+            ),
+            pull_failed("mysql:8.4", RATE_LIMITED, 2, "2025-05-01T10:00:20Z"),
+        ];
+        let progress = assess_pod(&pod, &[], &events);
+        assert_eq!(
+            progress,
+            PodProgress::PullRetrying {
+                image: "mysql:8.4".into(),
+                failures: 3,
+                message: RATE_LIMITED.into()
+            }
+        );
+        assert!(
+            progress.describe().starts_with(
+                "image \"mysql:8.4\" not pulled yet, the kubelet retries (3 failed pulls, last: rpc error"
+            ),
+            "{}",
+            progress.describe()
+        );
+
+        // Newer kubelets append the last error to the back-off message.
+        let pod = pulling_pod(
+            "mysql:8.4",
+            "ImagePullBackOff",
+            &format!("Back-off pulling image \"mysql:8.4\": ErrImagePull: {RATE_LIMITED}"),
+        );
+        assert!(matches!(assess_pod(&pod, &[], &[]), PodProgress::PullRetrying { .. }));
+
+        // Nothing known about the failure yet: keep waiting rather than guess.
+        let pod = pulling_pod("mysql:8.4", "ErrImagePull", "");
+        assert_eq!(
+            assess_pod(&pod, &[], &[]),
+            PodProgress::PullRetrying {
+                image: "mysql:8.4".into(),
+                failures: 1,
+                message: "ErrImagePull".into()
+            }
+        );
     }
 
     #[test]
@@ -719,34 +1284,20 @@ mod tests {
         let mut pod = running_pod_with(
             json!({
                 "name": "mysql", "image": "docker.io/library/mysql:nope", "imageID": "", "ready": false,
-                "restartCount": 0, "state": {"waiting": {"reason": "ErrImagePull"}}
+                "restartCount": 0, "state": {"waiting": {"reason": "ErrImagePull", "message": NOT_FOUND}}
             }),
             false,
         );
         pod.spec.as_mut().expect("spec").containers[0].image = Some("mysql:nope".into());
         let problem = failed(assess_pod(&pod, &[], &[]));
-        assert_eq!(problem.cause, "mysql-0 cannot pull image \"mysql:nope\" (ErrImagePull)");
+        assert_eq!(
+            problem.cause,
+            format!("mysql-0 cannot pull image \"mysql:nope\" (ErrImagePull: {NOT_FOUND})")
+        );
         assert!(
             problem.fix.ends_with("\"kind load docker-image mysql:nope\""),
             "{}",
             problem.fix
-        );
-    }
-
-    #[test]
-    fn err_image_pull_fails_at_once_without_a_message() {
-        let pod = running_pod_with(
-            json!({
-                "name": "mysql", "image": "mysql:nope", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"waiting": {"reason": "ErrImagePull"}}
-            }),
-            false,
-        );
-        let problem = failed(assess_pod(&pod, &[], &[]));
-        assert_eq!(
-            problem.to_string(),
-            "mysql-0 cannot pull image \"mysql:nope\" (ErrImagePull): check the image name and tag, or load it into \
-             kind with \"kind load docker-image mysql:nope\""
         );
     }
 
@@ -892,6 +1443,22 @@ mod tests {
             "{}",
             problem.fix
         );
+        assert!(problem.fix.contains("kind creates \"standard\""), "{}", problem.fix);
+        // Elsewhere kind is no help: a provisioner must be installed.
+        let elsewhere = failed(super::assess_pod(
+            &pod,
+            &[pvc("Pending", None)],
+            &events,
+            &Circumstances::default(),
+        ));
+        assert!(
+            elsewhere
+                .fix
+                .contains(": install a provisioner (e.g. rancher's local-path-provisioner) or mark"),
+            "{}",
+            elsewhere.fix
+        );
+        assert!(!elsewhere.fix.contains("kind"), "{}", elsewhere.fix);
     }
 
     #[test]
@@ -970,22 +1537,160 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unschedulable_for_lack_of_cpu_fails_with_the_schedulers_message() {
-        let pod = mysql_pod(json!({
+    /// mysql-0 (its claim Bound) refused by the scheduler with `message`.
+    fn unschedulable_pod(message: &str) -> Pod {
+        mysql_pod(json!({
             "phase": "Pending",
             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                            "message": "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."}]
-        }));
+                            "message": message, "lastTransitionTime": "2025-05-01T10:00:00Z"}]
+        }))
+    }
+
+    fn bound() -> PersistentVolumeClaim {
+        pvc("Bound", Some("standard"))
+    }
+
+    fn waited(seconds: u64) -> Circumstances {
+        Circumstances {
+            context: Some("kind-kind".into()),
+            waited: Duration::from_secs(seconds),
+        }
+    }
+
+    #[test]
+    fn unschedulable_for_lack_of_cpu_fails_with_the_schedulers_message() {
+        let pod = unschedulable_pod(
+            "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption \
+             victims found for incoming pod.",
+        );
         let problem = failed(assess_pod(&pod, &[pvc("Bound", Some("standard"))], &[]));
         assert_eq!(problem.reason, "Unschedulable");
         assert_eq!(
             problem.to_string(),
             "mysql-0 cannot be scheduled on any node (Unschedulable: 0/1 nodes are available: 1 Insufficient cpu. \
-             preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.): free capacity or \
-             remove the taints named above, or lower the pod's resource requests; \"kubectl describe pod -n database \
-             mysql-0\" shows the scheduler's reasons"
+             preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.): no node has the \
+             cpu the pod requests left: free cpu on a node (\"kubectl describe nodes\" shows what is allocated), add \
+             a node, or lower the pod's cpu request; \"kubectl describe pod -n database mysql-0\" shows the \
+             scheduler's reasons"
         );
+    }
+
+    #[test]
+    fn a_node_that_is_not_ready_yet_is_waited_for() {
+        // The first seconds after `kind create cluster`, while the CNI starts.
+        let message = "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. \
+                       preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+        let progress = assess_pod(&unschedulable_pod(message), &[pvc("Bound", Some("standard"))], &[]);
+        assert_eq!(
+            progress,
+            PodProgress::Unschedulable {
+                message: message.into()
+            }
+        );
+        assert!(
+            progress
+                .describe()
+                .starts_with("not scheduled yet (0/1 nodes are available: 1 node(s) had")
+        );
+
+        // An unreachable node, a node whose network or cloud provider is still coming up: the same.
+        for taint in [
+            "node.kubernetes.io/unreachable: ",
+            "node.kubernetes.io/network-unavailable: ",
+            "node.cloudprovider.kubernetes.io/uninitialized: true",
+        ] {
+            let message = format!("0/1 nodes are available: 1 node(s) had untolerated taint {{{taint}}}.");
+            assert!(
+                matches!(
+                    assess_pod(&unschedulable_pod(&message), &[bound()], &[]),
+                    PodProgress::Unschedulable { .. }
+                ),
+                "{message}"
+            );
+        }
+
+        // One node not Ready yet, the others full: the one may take the pod once Ready.
+        let mixed = "0/3 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 2 \
+                     Insufficient memory. preemption: 0/3 nodes are available: 1 Preemption is not helpful for \
+                     scheduling, 2 No preemption victims found for incoming pod.";
+        assert!(matches!(
+            assess_pod(&unschedulable_pod(mixed), &[bound()], &[]),
+            PodProgress::Unschedulable { .. }
+        ));
+    }
+
+    #[test]
+    fn insufficient_memory_fails_fast_and_names_memory() {
+        let message = "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No \
+                       preemption victims found for incoming pod.";
+        let problem = failed(assess_pod(&unschedulable_pod(message), &[bound()], &[]));
+        assert_eq!(
+            problem.cause,
+            format!("mysql-0 cannot be scheduled on any node (Unschedulable: {message})")
+        );
+        assert!(
+            problem
+                .fix
+                .starts_with("no node has the memory the pod requests left: free memory on a node"),
+            "{}",
+            problem.fix
+        );
+    }
+
+    #[test]
+    fn a_taint_nothing_tolerates_fails_fast_and_says_how_to_remove_it() {
+        let message = "0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: analytics}. preemption: \
+                       0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+        let problem = failed(assess_pod(&unschedulable_pod(message), &[bound()], &[]));
+        assert_eq!(
+            problem.fix,
+            "the nodes carry the taint {dedicated: analytics}, which the pod does not tolerate: remove it (\"kubectl \
+             taint nodes <node> dedicated-\") or add a matching toleration to the pod; \"kubectl describe pod -n \
+             database mysql-0\" shows the scheduler's reasons"
+        );
+
+        // Two causes on three nodes: both are named, the control-plane taint in the older wording.
+        let message = "0/3 nodes are available: 1 node(s) had taint {node-role.kubernetes.io/control-plane: }, that \
+                       the pod didn't tolerate, 2 Insufficient memory.";
+        let problem = failed(assess_pod(&unschedulable_pod(message), &[bound()], &[]));
+        assert!(
+            problem
+                .fix
+                .contains("\"kubectl taint nodes <node> node-role.kubernetes.io/control-plane-\"")
+                && problem.fix.contains("no node has the memory the pod requests left"),
+            "{}",
+            problem.fix
+        );
+
+        let cordoned = "0/1 nodes are available: 1 node(s) were unschedulable. preemption: 0/1 nodes are available: \
+                        1 Preemption is not helpful for scheduling.";
+        assert!(
+            failed(assess_pod(&unschedulable_pod(cordoned), &[bound()], &[]))
+                .fix
+                .starts_with("the nodes are cordoned: \"kubectl uncordon <node>\"")
+        );
+    }
+
+    #[test]
+    fn a_cluster_without_nodes_gets_a_grace_period_to_register_one() {
+        for message in [
+            "no nodes available to schedule pods",
+            "0/0 nodes are available: . preemption: 0/0 nodes are available: .",
+        ] {
+            let pod = unschedulable_pod(message);
+            assert_eq!(
+                super::assess_pod(&pod, &[bound()], &[], &waited(5)),
+                PodProgress::Unschedulable {
+                    message: message.into()
+                }
+            );
+            let problem = failed(super::assess_pod(&pod, &[bound()], &[], &waited(31)));
+            assert_eq!(
+                problem.cause,
+                format!("mysql-0 cannot be scheduled: the cluster has no nodes (Unschedulable: {message})")
+            );
+            assert!(problem.fix.contains("\"kubectl get nodes\""), "{}", problem.fix);
+        }
     }
 
     #[test]
@@ -1163,20 +1868,25 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_being_deleted_is_pending_and_an_evicted_pod_failed() {
+    fn a_pod_being_deleted_is_leaving_and_an_evicted_pod_failed() {
+        // Scaled away while crash-looping: leaving, not failed.
         let mut pod = running_pod_with(
-            json!({"name": "mysql", "image": "mysql:8.4", "imageID": "", "ready": true, "restartCount": 0}),
-            true,
+            json!({"name": "mysql", "image": "mysql:8.4", "imageID": "", "ready": false, "restartCount": 4,
+                   "state": {"waiting": {"reason": "CrashLoopBackOff"}}}),
+            false,
         );
         pod.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            "2025-05-01T11:00:00Z".parse().expect("valid timestamp"),
+            "2025-05-01T11:00:30Z".parse().expect("valid timestamp"),
         ));
+        pod.metadata.deletion_grace_period_seconds = Some(30);
+        let progress = assess_pod(&pod, &[], &[]);
         assert_eq!(
-            assess_pod(&pod, &[], &[]),
-            PodProgress::Pending {
-                reason: "being deleted".into()
+            progress,
+            PodProgress::Terminating {
+                grace_period_seconds: Some(30)
             }
         );
+        assert_eq!(progress.describe(), "terminating (being deleted, grace period 30s)");
 
         let evicted = mysql_pod(json!({
             "phase": "Failed", "reason": "Evicted",
@@ -1187,6 +1897,46 @@ mod tests {
             problem.to_string(),
             "mysql-0 has terminated (phase Failed, Evicted: The node was low on resource: ephemeral-storage.): delete \
              the pod so that its StatefulSet creates it again: \"kubectl delete pod -n database mysql-0\""
+        );
+    }
+
+    #[test]
+    fn a_provisioning_failure_that_may_clear_keeps_waiting_and_shows_the_message() {
+        let pod = mysql_pod(json!({"phase": "Pending"}));
+        let message = "failed to provision volume with StorageClass \"standard\": rpc error: code = \
+                       DeadlineExceeded desc = context deadline exceeded";
+        let events = [event(
+            "PersistentVolumeClaim",
+            "data-mysql-0",
+            "pvc-uid-0",
+            "Warning",
+            "ProvisioningFailed",
+            message,
+            "2025-05-01T10:00:20Z",
+        )];
+        let progress = assess_pod(&pod, &[pvc("Pending", Some("standard"))], &events);
+        assert_eq!(
+            progress,
+            PodProgress::PvcPending {
+                claim: "data-mysql-0".into(),
+                message: format!("ProvisioningFailed: {message}")
+            }
+        );
+
+        // CSI InvalidArgument: the request itself is wrong, retrying does not help.
+        let events = [event(
+            "PersistentVolumeClaim",
+            "data-mysql-0",
+            "pvc-uid-0",
+            "Warning",
+            "ProvisioningFailed",
+            "failed to provision volume with StorageClass \"standard\": rpc error: code = InvalidArgument desc = \
+             unsupported fsType xfs2",
+            "2025-05-01T10:00:20Z",
+        )];
+        assert_eq!(
+            failed(assess_pod(&pod, &[pvc("Pending", Some("standard"))], &events)).reason,
+            "ProvisioningFailed"
         );
     }
 

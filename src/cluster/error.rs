@@ -46,12 +46,16 @@ pub enum ClusterError {
 
     #[error(
         "the cluster has no default StorageClass (classes: {}): the StatefulSet's PersistentVolumeClaims would stay \
-         Pending forever; install a provisioner (kind ships \"standard\"; e.g. rancher's local-path-provisioner) or \
-         mark a class default with \"kubectl patch storageclass <name> -p \
+         Pending forever; {} mark a class default with \"kubectl patch storageclass <name> -p \
          '{{\"metadata\":{{\"annotations\":{{\"storageclass.kubernetes.io/is-default-class\":\"true\"}}}}}}'\"",
-        list_or_none(classes)
+        list_or_none(classes),
+        super::assess::storage_class_hint(*kind)
     )]
-    NoDefaultStorageClass { classes: Vec<String> },
+    NoDefaultStorageClass {
+        classes: Vec<String>,
+        /// The context is a kind cluster's, which creates a default class itself.
+        kind: bool,
+    },
 
     #[error("{kind} \"{name}\" is invalid: {problem}")]
     InvalidObject {
@@ -239,6 +243,7 @@ mod tests {
     fn missing_default_storage_class_says_claims_stay_pending_and_how_to_fix() {
         let error = ClusterError::NoDefaultStorageClass {
             classes: vec!["fast".into()],
+            kind: false,
         };
         let text = error.to_string();
         assert!(
@@ -251,6 +256,21 @@ mod tests {
         assert!(text.ends_with(
             "\"kubectl patch storageclass <name> -p '{\"metadata\":{\"annotations\":{\"storageclass.kubernetes.io/is-default-class\":\"true\"}}}'\""
         ), "{text}");
+        assert!(
+            text.contains("; install a provisioner (e.g. rancher's local-path-provisioner) or mark"),
+            "{text}"
+        );
+        assert!(!text.contains("kind"), "not a kind cluster: {text}");
+        let on_kind = ClusterError::NoDefaultStorageClass {
+            classes: vec![],
+            kind: true,
+        };
+        assert!(
+            on_kind
+                .to_string()
+                .contains("; kind creates \"standard\" (rancher's local-path-provisioner) as the default"),
+            "{on_kind}"
+        );
     }
 
     #[test]

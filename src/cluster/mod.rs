@@ -26,7 +26,10 @@ use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource};
 
 pub use apply::Applied;
-pub use assess::{LogSource, PodProblem, PodProgress, assess_missing_pod, assess_pod, latest_pod_warning};
+pub use assess::{
+    Circumstances, LogSource, NO_NODE_GRACE, PodProblem, PodProgress, assess_missing_pod, assess_pod,
+    latest_pod_warning,
+};
 pub use connect::ClusterTarget;
 pub use error::ClusterError;
 pub use forward::Forward;

@@ -9,7 +9,7 @@ use kube::api::{ApiResource, DynamicObject, LogParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::Cluster;
-use super::assess::{PodProgress, assess_pod};
+use super::assess::{Circumstances, PodProgress, assess_pod};
 use super::error::ClusterError;
 use crate::secret::SecretString;
 
@@ -285,7 +285,7 @@ impl Cluster {
             .get_opt(pod)
             .await
             .map_err(|e| self.fail(format!("reading pod {namespace}/{pod}"), e))?;
-        Ok(found.is_some_and(|p| assess_pod(&p, &[], &[]) == PodProgress::Ready))
+        Ok(found.is_some_and(|p| assess_pod(&p, &[], &[], &Circumstances::default()) == PodProgress::Ready))
     }
 
     /// The last `lines` lines of a container's log; `previous` reads the run before the last restart.

@@ -132,7 +132,8 @@ impl Cluster {
             .map_err(|e| self.fail("listing StorageClasses", e))?;
         let Some(default_class) = default_storage_class(&classes.items) else {
             let classes = classes.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
-            return Err(ClusterError::NoDefaultStorageClass { classes });
+            let kind = super::assess::kind_cluster(self.context.as_deref()).is_some();
+            return Err(ClusterError::NoDefaultStorageClass { classes, kind });
         };
 
         let mut waited = None;

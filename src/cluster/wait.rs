@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::{Instant, timeout_at};
 
 use super::Cluster;
-use super::assess::{PodProgress, assess_missing_pod, assess_pod, latest_pod_warning};
+use super::assess::{Circumstances, NO_NODE_GRACE, PodProgress, assess_missing_pod, assess_pod, latest_pod_warning};
 use super::error::ClusterError;
 
 /// Log lines attached to a crash or init failure.
@@ -73,6 +73,8 @@ enum Update {
     Pod(Box<Result<Event<Pod>, watcher::Error>>),
     Claim(Box<Result<Event<PersistentVolumeClaim>, watcher::Error>>),
     KubeEvent(Box<Result<Event<KubeEvent>, watcher::Error>>),
+    /// A grace period of the diagnosis ran out: assess again even though nothing changed.
+    GraceOver,
 }
 
 fn watch<K>(api: Api<K>, config: watcher::Config) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
@@ -112,7 +114,10 @@ impl Cluster {
             watcher::Config::default(),
         )
         .map(|item| Update::KubeEvent(Box::new(item)));
-        let mut updates = futures::stream::select_all([pods.boxed(), claims.boxed(), events.boxed()]);
+        let grace_over =
+            futures::stream::once(tokio::time::sleep_until(started + NO_NODE_GRACE)).map(|()| Update::GraceOver);
+        let mut updates =
+            futures::stream::select_all([pods.boxed(), claims.boxed(), events.boxed(), grace_over.boxed()]);
 
         let mut pod_mirror = Mirror::<Pod>::new();
         let mut claim_mirror = Mirror::<PersistentVolumeClaim>::new();
@@ -126,6 +131,7 @@ impl Cluster {
                     Update::Pod(item) => self.mirror(&mut pod_mirror, *item, "pod", pod),
                     Update::Claim(item) => self.mirror(&mut claim_mirror, *item, "PersistentVolumeClaims", namespace),
                     Update::KubeEvent(item) => self.mirror(&mut event_mirror, *item, "events", namespace),
+                    Update::GraceOver => true,
                 };
                 if !changed || !pod_mirror.listed {
                     continue;
@@ -135,7 +141,11 @@ impl Cluster {
                 let current = match pod_mirror.current.get(pod) {
                     Some(object) => {
                         last_warning = latest_pod_warning(object, &events);
-                        assess_pod(object, &claims, &events)
+                        let circumstances = Circumstances {
+                            context: self.context.clone(),
+                            waited: started.elapsed(),
+                        };
+                        assess_pod(object, &claims, &events, &circumstances)
                     }
                     None => assess_missing_pod(namespace, pod, &events),
                 };

@@ -1,8 +1,12 @@
 //! Faults give the documented exit code and a message naming the cause and the fix.
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
-use crate::harness::{edited_manifests, kubeconfig, lab, start_sim};
+use kubesim::Options;
+use serde_json::Value;
+
+use crate::harness::{edited_manifests, kubeconfig, lab, start_sim, start_sim_with};
 
 #[test]
 fn an_unknown_context_exits_2_naming_the_contexts_that_exist() {
@@ -39,7 +43,10 @@ fn an_image_that_cannot_be_pulled_exits_3_naming_the_image_and_the_fix() {
     run.assert_code(3)
         .assert_stderr_contains(r#"cannot pull image "mysql:8.4-typo""#)
         .assert_stderr_contains("ErrImagePull")
-        .assert_stderr_contains("kind load docker-image");
+        .assert_stderr_contains("not found")
+        .assert_stderr_contains("imagePullSecret");
+    // kubesim's context is not a kind cluster's: `kind load` would be no fix.
+    assert!(!run.stderr.contains("kind load"), "{}", run.stderr);
     // Scripts still get one JSON report: the steps so far and the error.
     let report = run.json();
     assert_eq!(report["verdict"], "BROKEN");
@@ -64,8 +71,12 @@ fn an_image_that_cannot_be_pulled_exits_3_naming_the_image_and_the_fix() {
 fn a_claim_that_never_binds_exits_3_naming_the_claim() {
     let sim = start_sim();
     sim.faults().set_pvc_never_binds(true);
-    let run = lab(&kubeconfig(&sim), &["up", "--timeout", "60"]);
-    run.assert_code(3).assert_stderr_contains("data-mysql-0");
+    let run = lab(&kubeconfig(&sim), &["up", "--timeout", "20"]);
+    // The provisioner's failure may clear, so lab waits it out and names the claim and the message.
+    run.assert_code(3)
+        .assert_stderr_contains("timed out after")
+        .assert_stderr_contains("data-mysql-0")
+        .assert_stderr_contains("ProvisioningFailed");
 }
 
 #[test]
@@ -169,4 +180,86 @@ fn a_failing_api_request_stops_with_the_servers_message_and_the_next_run_resumes
         failed.stderr
     );
     lab(&kc, &["up", "--timeout", "180"]).assert_code(0);
+}
+
+#[test]
+fn lab_up_waits_for_a_node_that_is_not_ready_yet_and_succeeds() {
+    // As right after `kind create cluster`: the node is tainted not-ready while its network plugin starts.
+    let sim = start_sim_with(Options {
+        node_not_ready_for: Some(Duration::from_secs(6)),
+        ..Options::default()
+    });
+    let run = lab(&kubeconfig(&sim), &["up", "--timeout", "300", "-v"]);
+    run.assert_code(0);
+    let events = sim.objects("events", Some("database"));
+    assert!(
+        events.iter().any(|e| e["reason"] == "FailedScheduling"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("{node.kubernetes.io/not-ready: }"))),
+        "the pods met the not-ready node: {events:?}"
+    );
+}
+
+#[test]
+fn lab_up_fails_fast_on_a_taint_nothing_tolerates() {
+    let sim = start_sim();
+    sim.faults()
+        .set_node_taint(Some(("dedicated", "analytics", "NoSchedule")));
+    let started = Instant::now();
+    let run = lab(&kubeconfig(&sim), &["up", "--timeout", "300"]);
+    run.assert_code(3)
+        .assert_stderr_contains("cannot be scheduled on any node")
+        .assert_stderr_contains("untolerated taint {dedicated: analytics}")
+        .assert_stderr_contains("kubectl taint nodes <node> dedicated-");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "failed fast, not at the timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn lab_up_fails_fast_when_no_node_has_the_memory_the_database_requests() {
+    let sim = start_sim();
+    sim.faults().set_node_memory(Some("512Mi"));
+    let kc = kubeconfig(&sim);
+    let dir = edited_manifests(&kc, |yaml| {
+        yaml.replace(
+            "        image: mysql:8.4\n        livenessProbe:",
+            "        image: mysql:8.4\n        resources:\n          requests:\n            memory: 1Gi\n        livenessProbe:",
+        )
+    });
+    let started = Instant::now();
+    let run = lab(
+        &kc,
+        &["up", "--manifests", dir.path().to_str().unwrap(), "--timeout", "300"],
+    );
+    run.assert_code(3)
+        .assert_stderr_contains("1 Insufficient memory")
+        .assert_stderr_contains("no node has the memory the pod requests left");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "failed fast, not at the timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn lab_up_waits_out_a_registrys_rate_limit() {
+    let sim = start_sim();
+    // The first two pulls are refused with 429 Too Many Requests; the kubelet's third attempt succeeds.
+    sim.faults().rate_limit_next_pulls(2);
+    let run = lab(&kubeconfig(&sim), &["up", "--timeout", "300", "-v"]);
+    run.assert_code(0);
+    let events = sim.objects("events", Some("database"));
+    let rate_limited: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Failed to pull image") && m.contains("429 Too Many Requests"))
+        })
+        .collect();
+    assert!(!rate_limited.is_empty(), "the pulls were rate-limited: {events:?}");
 }

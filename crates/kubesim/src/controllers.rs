@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::task::JoinHandle;
 
-use crate::NODE_NAME;
 use crate::control::{
     ControlPlane, DEFAULT_STORAGE_CLASS, DeleteOptions, PROVISIONER, PV_PROTECTION, PVC_PROTECTION, is_deleting,
     namespace_and_name, owned_by, remove_finalizer,
 };
 use crate::resources::{self, RESOURCES};
+use crate::scheduler;
 use crate::selectors::LabelSelector;
 use crate::store::{ObjectRef, metadata_mut, now_rfc3339};
 
@@ -53,6 +53,8 @@ async fn run(control: ControlPlane) {
                 true
             }
             _ = tokio::time::sleep(RESYNC_INTERVAL) => true,
+            // The node's not-Ready period ends: it must turn Ready then, not at the next resync.
+            _ = node_ready(&controllers.control) => true,
         };
         // Coalesce a burst of changes into one pass.
         loop {
@@ -66,6 +68,14 @@ async fn run(control: ControlPlane) {
         if relevant {
             controllers.reconcile();
         }
+    }
+}
+
+/// Completes when the node's not-Ready fault period is over (never while there is none).
+async fn node_ready(control: &ControlPlane) {
+    match control.faults.node_ready_at() {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -137,6 +147,7 @@ fn ordinal_of(sts_name: &str, pod_name: &str) -> Option<usize> {
 
 impl Controllers {
     fn reconcile(&mut self) {
+        self.nodes();
         self.storage_classes();
         self.namespaces();
         self.garbage_collect();
@@ -655,9 +666,28 @@ impl Controllers {
         }
     }
 
-    /// Binds pods to the node once every claim they use is bound.
+    /// The kubelet's and the node lifecycle controller's view of the node: Ready or not (with the not-ready
+    /// taint), its taints and memory, as the faults shape them.
+    fn nodes(&mut self) {
+        let shape = self.control.faults.node_shape();
+        let store = &self.control.store;
+        for node in store.list("nodes", None) {
+            let mut shaped = node.clone();
+            if scheduler::set_shape(&mut shaped, &shape) {
+                let name = text(&node, "/metadata/name").to_string();
+                store.update("nodes", "", &name, |node| {
+                    scheduler::set_shape(node, &shape);
+                });
+            }
+        }
+    }
+
+    /// Binds pods to a node that takes them once every claim they use is bound; otherwise leaves them Pending
+    /// with the scheduler's reason (condition PodScheduled=False, event FailedScheduling).
     fn schedule(&mut self) {
         let store = self.control.store.clone();
+        let nodes = store.list("nodes", None);
+        let all_pods = store.list("pods", None);
         for pod in store.list("pods", None) {
             if is_deleting(&pod) || !text(&pod, "/spec/nodeName").is_empty() {
                 continue;
@@ -682,11 +712,16 @@ impl Controllers {
                     Some(_) => {}
                 }
             }
-            match problem {
-                Some(problem) => {
-                    let message = format!(
-                        "0/1 nodes are available: {problem}. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
-                    );
+            let total = nodes.len();
+            let placement = match problem {
+                // The volume binding PreFilter refuses the pod on every node at once.
+                Some(problem) => Err(format!(
+                    "0/{total} nodes are available: {problem}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
+                )),
+                None => scheduler::place(&pod, &nodes, &all_pods).map_err(|refused| refused.message),
+            };
+            match placement {
+                Err(message) => {
                     let updated = store.update("pods", &namespace, &name, |pod| {
                         set_condition(pod, "PodScheduled", "False", Some("Unschedulable"), Some(&message));
                     });
@@ -694,9 +729,9 @@ impl Controllers {
                         self.event_once(&updated, "Warning", "FailedScheduling", &message);
                     }
                 }
-                None => {
+                Ok(node) => {
                     let updated = store.update("pods", &namespace, &name, |pod| {
-                        pod["spec"]["nodeName"] = json!(NODE_NAME);
+                        pod["spec"]["nodeName"] = json!(node);
                         set_condition(pod, "PodScheduled", "True", None, None);
                     });
                     if let Some(updated) = updated {
@@ -704,7 +739,7 @@ impl Controllers {
                             &updated,
                             "Normal",
                             "Scheduled",
-                            &format!("Successfully assigned {namespace}/{name} to {NODE_NAME}"),
+                            &format!("Successfully assigned {namespace}/{name} to {node}"),
                         );
                     }
                 }

@@ -2,9 +2,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+
+use crate::scheduler::NodeShape;
 
 /// Fault switches shared by the API server, the controllers and the node. Cheap to clone.
 #[derive(Clone)]
@@ -34,6 +36,10 @@ struct FaultState {
     dropped_port_forwards: u32,
     failed_requests: u32,
     failed_request_code: u16,
+    rate_limited_pulls: u32,
+    node_ready_at: Option<Instant>,
+    node_taint: Option<(String, String, String)>,
+    node_memory: Option<String>,
 }
 
 impl std::fmt::Debug for Faults {
@@ -155,6 +161,57 @@ impl Faults {
         self.switched();
     }
 
+    /// The next `n` image pulls fail the way a registry's rate limit fails them (429 Too Many Requests); the
+    /// kubelet retries after its back-off, as it does for any pull error.
+    pub fn rate_limit_next_pulls(&self, n: u32) {
+        self.state().rate_limited_pulls = n;
+        self.switched();
+    }
+
+    /// Consumes one rate-limited pull if any is pending.
+    pub fn take_rate_limited_pull(&self) -> bool {
+        take_one(&mut self.state().rate_limited_pulls)
+    }
+
+    /// The node is not Ready (and carries the `node.kubernetes.io/not-ready` taint) for `duration` from now, as
+    /// a fresh cluster's node is while its network plugin starts.
+    pub fn node_not_ready_for(&self, duration: Duration) {
+        self.state().node_ready_at = Some(Instant::now() + duration);
+        self.switched();
+    }
+
+    /// When the node becomes Ready again, if it is not Ready now.
+    pub fn node_ready_at(&self) -> Option<Instant> {
+        self.state().node_ready_at.filter(|at| *at > Instant::now())
+    }
+
+    /// The node carries this taint (key, value, effect), or none.
+    pub fn set_node_taint(&self, taint: Option<(&str, &str, &str)>) {
+        self.state().node_taint = taint.map(|(key, value, effect)| (key.into(), value.into(), effect.into()));
+        self.switched();
+    }
+
+    /// The node has only this much memory (a quantity such as `"512Mi"`), or the machine's.
+    pub fn set_node_memory(&self, memory: Option<&str>) {
+        self.state().node_memory = memory.map(str::to_string);
+        self.switched();
+    }
+
+    /// The node as the faults shape it.
+    pub fn node_shape(&self) -> NodeShape {
+        let ready = self.node_ready_at().is_none();
+        let state = self.state();
+        let mut shape = NodeShape {
+            ready,
+            ..NodeShape::default()
+        };
+        shape.taints.extend(state.node_taint.clone());
+        if let Some(memory) = &state.node_memory {
+            shape.memory = memory.clone();
+        }
+        shape
+    }
+
     /// Consumes one failed request if any is pending and returns its status code.
     pub fn take_request_failure(&self) -> Option<u16> {
         let mut state = self.state();
@@ -184,6 +241,26 @@ mod tests {
         faults.drop_next_port_forwards(1);
         assert!(faults.take_port_forward_drop());
         assert!(!faults.take_port_forward_drop());
+    }
+
+    #[test]
+    fn the_node_is_ready_again_after_the_not_ready_period() {
+        let faults = Faults::default();
+        assert!(faults.node_shape().ready);
+        faults.node_not_ready_for(Duration::from_millis(50));
+        assert!(!faults.node_shape().ready);
+        assert!(faults.node_ready_at().is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(faults.node_shape().ready);
+        assert_eq!(faults.node_ready_at(), None);
+        faults.set_node_taint(Some(("dedicated", "analytics", "NoSchedule")));
+        faults.set_node_memory(Some("256Mi"));
+        let shape = faults.node_shape();
+        assert_eq!(
+            shape.taints,
+            [("dedicated".into(), "analytics".into(), "NoSchedule".into())]
+        );
+        assert_eq!(shape.memory, "256Mi");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod kubeconfig;
 pub mod node;
 pub mod resources;
 pub mod runtime;
+pub mod scheduler;
 pub mod selectors;
 pub mod status;
 pub mod store;
@@ -43,6 +44,9 @@ pub struct Options {
     pub slow_first_start: Option<Duration>,
     /// Control plane only: pods are scheduled but no node runs them (their status is whatever tests write).
     pub without_node: bool,
+    /// The node starts not Ready (tainted `node.kubernetes.io/not-ready`) for this long, as a fresh kind node
+    /// is while its network plugin starts (a fault that can also be switched later).
+    pub node_not_ready_for: Option<Duration>,
 }
 
 /// A running simulated cluster. Stops (processes, network namespaces, files) on `stop` or drop, panics included.
@@ -96,6 +100,9 @@ impl Kubesim {
             .context("cannot start the kubesim tokio runtime")?;
         let faults = Faults::default();
         faults.set_slow_first_start(options.slow_first_start);
+        if let Some(duration) = options.node_not_ready_for {
+            faults.node_not_ready_for(duration);
+        }
         let control = ControlPlane::new(Store::new(), faults.clone(), volumes_dir);
         seed(&control);
 
@@ -221,38 +228,19 @@ impl Drop for Kubesim {
     }
 }
 
-/// What every fresh cluster has: the system namespaces, the node, the `kubernetes` Service.
+/// What every fresh cluster has: the system namespaces, the node (shaped by the faults switched so far), the
+/// `kubernetes` Service.
 fn seed(control: &ControlPlane) {
     let namespaces = resources::by_plural("namespaces").expect("namespaces are served");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let _ = control.create(namespaces, "", json!({ "metadata": { "name": name } }), false);
     }
-    let now = store::now_rfc3339();
-    let node = json!({
-        "metadata": {
-            "name": NODE_NAME,
-            "labels": {
-                "kubernetes.io/hostname": NODE_NAME,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": std::env::consts::ARCH,
-                "node-role.kubernetes.io/control-plane": "",
-            },
-        },
-        "spec": {},
-        "status": {
-            "conditions": [{
-                "type": "Ready", "status": "True", "reason": "KubeletReady",
-                "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now,
-            }],
-            "addresses": [{ "type": "Hostname", "address": NODE_NAME }],
-            "nodeInfo": {
-                "kubeletVersion": format!("v{}.{}.0", api::KUBERNETES_VERSION.0, api::KUBERNETES_VERSION.1),
-                "containerRuntimeVersion": "kubesim://1",
-                "operatingSystem": "linux",
-                "architecture": std::env::consts::ARCH,
-            },
-        },
-    });
+    let kubelet_version = format!("v{}.{}.0", api::KUBERNETES_VERSION.0, api::KUBERNETES_VERSION.1);
+    let node = scheduler::node_object(
+        &control.faults.node_shape(),
+        &node::NODE_IP.to_string(),
+        &kubelet_version,
+    );
     let _ = control.store.create("nodes", "", node);
     let services = resources::by_plural("services").expect("services are served");
     let kubernetes = json!({
@@ -264,3 +252,6 @@ fn seed(control: &ControlPlane) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod scheduling_tests;

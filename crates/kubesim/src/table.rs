@@ -438,8 +438,8 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
         ],
         "Node" => vec![
             name,
-            "Ready".into(),
-            "control-plane".into(),
+            node_status(object),
+            node_roles(object),
             age(object),
             text(object, "/status/nodeInfo/kubeletVersion").to_string(),
         ],
@@ -519,6 +519,42 @@ pub fn render(info: &ResourceInfo, objects: &[Value], resource_version: Option<u
         "columnDefinitions": column_definitions,
         "rows": rows,
     })
+}
+
+/// `Ready`, `NotReady` or `Unknown` from the Ready condition, `,SchedulingDisabled` when cordoned (as kubectl).
+fn node_status(node: &Value) -> String {
+    let ready = node
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["status"].as_str());
+    let mut status = match ready {
+        Some("True") => "Ready",
+        Some("False") => "NotReady",
+        _ => "Unknown",
+    }
+    .to_string();
+    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+        status.push_str(",SchedulingDisabled");
+    }
+    status
+}
+
+/// The `node-role.kubernetes.io/<role>` labels, or `<none>`.
+fn node_roles(node: &Value) -> String {
+    let roles: Vec<&str> = node
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(key, _)| key.strip_prefix("node-role.kubernetes.io/"))
+        .filter(|role| !role.is_empty())
+        .collect();
+    if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::faults::Faults;
 use crate::store::{Change, ChangeKind, ObjectRef, Store};
 
+pub use self::netns::NODE_IP;
 use self::netns::NodeNetwork;
 use self::pod::PodState;
 use self::sys::Spawner;

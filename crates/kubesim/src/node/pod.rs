@@ -451,7 +451,8 @@ async fn fault_change(inner: &Inner) {
     let _ = changes.changed().await;
 }
 
-/// Pulls the image (faults make it fail: ErrImagePull, then ImagePullBackOff). False when the pod is deleted.
+/// Pulls the image (faults make it fail: ErrImagePull, then ImagePullBackOff, retried after the back-off as the
+/// kubelet does). False when the pod is deleted.
 async fn pull_image(inner: &Inner, pod: &PodState, slot: Slot, image: &str) -> bool {
     let stop = &pod.deleting;
     let mut attempt = 0;
@@ -459,7 +460,14 @@ async fn pull_image(inner: &Inner, pod: &PodState, slot: Slot, image: &str) -> b
         if stop.is_cancelled() {
             return false;
         }
-        if !inner.faults.is_unpullable(image) {
+        let failure = if inner.faults.is_unpullable(image) {
+            Some(spec::pull_error(image))
+        } else if inner.faults.take_rate_limited_pull() {
+            Some(spec::rate_limit_error(image))
+        } else {
+            None
+        };
+        let Some(message) = failure else {
             let first = lock(&inner.pulled_images).insert(image.to_string());
             if first {
                 inner.event(pod, "Normal", "Pulling", &format!("Pulling image \"{image}\""));
@@ -480,9 +488,8 @@ async fn pull_image(inner: &Inner, pod: &PodState, slot: Slot, image: &str) -> b
                 );
             }
             return true;
-        }
+        };
         inner.event(pod, "Normal", "Pulling", &format!("Pulling image \"{image}\""));
-        let message = spec::pull_error(image);
         inner.event(
             pod,
             "Warning",

@@ -67,6 +67,19 @@ pub fn pull_error(image: &str) -> String {
     )
 }
 
+/// The error containerd reports when the registry rate-limits pulls (Docker Hub's wording).
+pub fn rate_limit_error(image: &str) -> String {
+    let qualified = qualified_image(image);
+    let (repository, tag) = qualified
+        .strip_prefix("docker.io/")
+        .unwrap_or(&qualified)
+        .rsplit_once(':')
+        .unwrap_or((&qualified, "latest"));
+    format!(
+        "rpc error: code = Unknown desc = failed to pull and unpack image \"{qualified}\": failed to resolve reference \"{qualified}\": unexpected status from HEAD request to https://registry-1.docker.io/v2/{repository}/manifests/{tag}: 429 Too Many Requests - Server message: toomanyrequests: You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit"
+    )
+}
+
 /// What a container runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Program {
