@@ -720,11 +720,30 @@ mod tests {
         for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
             assert_eq!(mysql[probe]["tcpSocket"]["port"], 3306, "{probe} uses TCP");
         }
-        assert_eq!(mysql["readinessProbe"]["periodSeconds"], 2);
+        // Ready about a second after the server listens; a first start may still take 5 minutes.
+        assert_eq!(mysql["readinessProbe"]["periodSeconds"], 1);
+        assert_eq!(mysql["startupProbe"]["periodSeconds"], 1);
+        let startup_budget = mysql["startupProbe"]["periodSeconds"].as_u64().unwrap()
+            * mysql["startupProbe"]["failureThreshold"].as_u64().unwrap();
+        assert!(startup_budget >= 300, "startup budget {startup_budget} s");
         assert_eq!(
             mysql["env"][0]["valueFrom"]["secretKeyRef"]["key"],
             "MYSQL_ROOT_PASSWORD"
         );
+        // Both images skip loading the time zone tables (each reads its own name).
+        for name in ["MYSQL_INITDB_SKIP_TZINFO", "MARIADB_INITDB_SKIP_TZINFO"] {
+            let value = mysql["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .and_then(|e| e["value"].as_str());
+            assert!(value.is_some_and(|v| !v.is_empty()), "{name} is set");
+        }
+        // Requests (not BestEffort), no limits (no OOM kill of mysqld).
+        assert!(mysql["resources"]["requests"]["memory"].is_string());
+        assert!(mysql["resources"]["requests"]["cpu"].is_string());
+        assert!(mysql["resources"].get("limits").is_none());
     }
 
     #[test]
