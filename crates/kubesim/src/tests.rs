@@ -709,6 +709,52 @@ async fn statefulset_creates_pods_in_order_with_claims_and_recreates_deleted_pod
 }
 
 #[tokio::test]
+async fn parallel_statefulsets_create_every_pod_at_once_and_the_policy_cannot_change() {
+    let sim = control_plane();
+    let client = client(&sim);
+    create_namespace(&client, "database").await;
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), "database");
+    let mut manifest = statefulset_manifest(3);
+    manifest["spec"]["podManagementPolicy"] = json!("Parallel");
+    let parallel: StatefulSet = serde_json::from_value(manifest.clone()).expect("statefulset");
+    let apply = PatchParams::apply("lab").force();
+    statefulsets
+        .patch("mysql", &apply, &Patch::Apply(&parallel))
+        .await
+        .expect("applied");
+    // No pod is Ready, yet all three exist.
+    eventually("all three pods", || {
+        (0..3)
+            .all(|i| sim.store().get("pods", "database", &format!("mysql-{i}")).is_some())
+            .then_some(())
+    })
+    .await;
+
+    manifest["spec"]["podManagementPolicy"] = json!("OrderedReady");
+    let ordered: StatefulSet = serde_json::from_value(manifest).expect("statefulset");
+    let refused = api_error(
+        statefulsets
+            .patch("mysql", &apply, &Patch::Apply(&ordered))
+            .await
+            .expect_err("podManagementPolicy is immutable"),
+    );
+    assert_eq!((refused.code, refused.reason.as_str()), (422, "Invalid"));
+    assert!(
+        refused.message.starts_with(
+            "StatefulSet.apps \"mysql\" is invalid: spec: Forbidden: updates to statefulset spec for fields other \
+             than 'replicas'"
+        ),
+        "{}",
+        refused.message
+    );
+    let stored = statefulsets.get("mysql").await.expect("get");
+    assert_eq!(
+        stored.spec.and_then(|spec| spec.pod_management_policy).as_deref(),
+        Some("Parallel")
+    );
+}
+
+#[tokio::test]
 async fn claims_without_a_class_stay_pending_and_block_scheduling() {
     let sim = control_plane();
     sim.faults().set_no_default_storage_class(true);
