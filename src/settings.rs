@@ -95,6 +95,8 @@ pub struct ManifestSettings {
     pub image: String,
     pub replicas: u32,
     pub dir: Option<PathBuf>,
+    /// Start every pod at once (podManagementPolicy Parallel).
+    pub parallel: bool,
 }
 
 impl From<&ManifestArgs> for ManifestSettings {
@@ -103,11 +105,13 @@ impl From<&ManifestArgs> for ManifestSettings {
             image,
             replicas,
             manifests,
+            parallel,
         } = args;
         ManifestSettings {
             image: image.clone(),
             replicas: *replicas,
             dir: manifests.clone(),
+            parallel: *parallel,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Server-side apply of the manifests' objects, in order, with field manager `lab` and force; reports per object
 //! whether the cluster changed.
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -139,6 +140,24 @@ impl Cluster {
             changed,
             created,
         })
+    }
+
+    /// The stored `spec.podManagementPolicy` of a StatefulSet (the server defaults it to OrderedReady); None when
+    /// there is no such StatefulSet. The field cannot change once set, so `lab up` checks it before applying.
+    pub async fn statefulset_pod_management_policy(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>, ClusterError> {
+        let found = Api::<StatefulSet>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| self.fail(format!("reading StatefulSet {namespace}/{name}"), e))?;
+        Ok(found.map(|set| {
+            set.spec
+                .and_then(|spec| spec.pod_management_policy)
+                .unwrap_or_else(|| "OrderedReady".to_string())
+        }))
     }
 
     /// `pinned_kind` once per kind for the life of this `Cluster`.
