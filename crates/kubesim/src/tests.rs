@@ -272,6 +272,66 @@ async fn managed_fields_record_each_writer_and_a_reapply_in_a_later_second_is_a_
     );
 }
 
+/// Runs the real kubectl against the simulator; its stdout, failing the test with its stderr.
+async fn kubectl(sim: &Kubesim, args: &[&str]) -> String {
+    let output = tokio::process::Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", sim.kubeconfig_path())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("kubectl does not run ({e}): kubectl 1.30 or later must be installed"));
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn kubectl_reads_objects_with_managed_fields_and_shows_them_when_asked() {
+    let sim = control_plane();
+    let client = client(&sim);
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let applied: ConfigMap = serde_json::from_value(
+        json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "owned" }, "data": { "k": "v" } }),
+    )
+    .expect("configmap");
+    configmaps
+        .patch("owned", &PatchParams::apply("lab").force(), &Patch::Apply(&applied))
+        .await
+        .expect("applied");
+    let plain = kubectl(&sim, &["get", "configmap", "owned", "-n", "default", "-o", "yaml"]).await;
+    assert!(plain.contains("name: owned") && plain.contains("k: v"), "{plain}");
+    assert!(
+        !plain.contains("managedFields"),
+        "kubectl hides managedFields by default: {plain}"
+    );
+    let shown = kubectl(
+        &sim,
+        &[
+            "get",
+            "configmap",
+            "owned",
+            "-n",
+            "default",
+            "-o",
+            "yaml",
+            "--show-managed-fields",
+        ],
+    )
+    .await;
+    for line in [
+        "managedFields:",
+        "manager: lab",
+        "operation: Apply",
+        "fieldsType: FieldsV1",
+        "f:k: {}",
+    ] {
+        assert!(shown.contains(line), "{line} in:\n{shown}");
+    }
+}
+
 #[tokio::test]
 async fn secrets_fold_string_data_into_base64_data() {
     let sim = control_plane();
