@@ -85,6 +85,10 @@ pub struct ManifestArgs {
     /// Use the manifests in DIR (*.yaml, applied in file-name order) instead of the built-in ones.
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
+
+    /// Start every pod at once (StatefulSet podManagementPolicy Parallel) instead of one after the other.
+    #[arg(long)]
+    pub parallel: bool,
 }
 
 /// The most pods a lab runs. Every pod is a whole database server (a MySQL server needs about 400 MiB) with a 5 GiB
@@ -184,5 +188,10 @@ mod tests {
         };
         assert_eq!(up.manifests.replicas, Some(3));
         assert_eq!(up.manifests.image, "mysql:8.4");
+        assert!(!up.manifests.parallel, "ordered start by default");
+        let Command::Up(up) = Cli::try_parse_from(["lab", "up", "--parallel"]).expect("valid").command else {
+            panic!("expected up")
+        };
+        assert!(up.manifests.parallel);
     }
 }

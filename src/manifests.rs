@@ -34,6 +34,10 @@ const EMBEDDED: [(&str, &str); 7] = [
     ("06-client-pod.yaml", include_str!("../manifests/06-client-pod.yaml")),
 ];
 
+/// The StatefulSet's podManagementPolicy values: one pod after the other (the default), or all at once.
+pub const ORDERED_READY: &str = "OrderedReady";
+pub const PARALLEL: &str = "Parallel";
+
 /// The StatefulSet `lab` sets up, and its database container.
 pub const STATEFULSET_NAME: &str = "mysql";
 pub const DATABASE_CONTAINER: &str = "mysql";
@@ -235,6 +239,19 @@ impl ManifestSet {
         }
     }
 
+    /// Makes the StatefulSet start every pod at once (`podManagementPolicy: Parallel`) instead of each after the
+    /// previous one is Ready.
+    pub fn with_parallel_start(mut self) -> Self {
+        let (_, statefulset) = self.statefulset_mut();
+        match statefulset.data.get_mut("spec").and_then(Value::as_object_mut) {
+            Some(spec) => {
+                spec.insert("podManagementPolicy".into(), Value::from(PARALLEL));
+            }
+            None => statefulset.data["spec"] = serde_json::json!({ "podManagementPolicy": PARALLEL }),
+        }
+        self
+    }
+
     /// Moves everything into namespace `namespace`: renames the Namespace object, sets `metadata.namespace`
     /// on every namespaced object and rewrites DNS names that embed the old namespace (`….<old>.svc…`).
     pub fn with_namespace(mut self, namespace: &str) -> Result<Self, ManifestError> {
@@ -273,6 +290,15 @@ impl ManifestSet {
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(1)
+    }
+
+    /// The StatefulSet's `spec.podManagementPolicy` (Kubernetes' default OrderedReady if absent).
+    pub fn pod_management_policy(&self) -> &str {
+        self.statefulset()
+            .data
+            .pointer("/spec/podManagementPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or(ORDERED_READY)
     }
 
     /// The image of the StatefulSet's `mysql` container, if it has one.
@@ -894,11 +920,30 @@ mod tests {
         for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
             assert_eq!(mysql[probe]["tcpSocket"]["port"], 3306, "{probe} uses TCP");
         }
-        assert_eq!(mysql["readinessProbe"]["periodSeconds"], 2);
+        // Ready about a second after the server listens; a first start may still take 5 minutes.
+        assert_eq!(mysql["readinessProbe"]["periodSeconds"], 1);
+        assert_eq!(mysql["startupProbe"]["periodSeconds"], 1);
+        let startup_budget = mysql["startupProbe"]["periodSeconds"].as_u64().unwrap()
+            * mysql["startupProbe"]["failureThreshold"].as_u64().unwrap();
+        assert!(startup_budget >= 300, "startup budget {startup_budget} s");
         assert_eq!(
             mysql["env"][0]["valueFrom"]["secretKeyRef"]["key"],
             "MYSQL_ROOT_PASSWORD"
         );
+        // Both images skip loading the time zone tables (each reads its own name).
+        for name in ["MYSQL_INITDB_SKIP_TZINFO", "MARIADB_INITDB_SKIP_TZINFO"] {
+            let value = mysql["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .and_then(|e| e["value"].as_str());
+            assert!(value.is_some_and(|v| !v.is_empty()), "{name} is set");
+        }
+        // Requests (not BestEffort), no limits (no OOM kill of mysqld).
+        assert!(mysql["resources"]["requests"]["memory"].is_string());
+        assert!(mysql["resources"]["requests"]["cpu"].is_string());
+        assert!(mysql["resources"].get("limits").is_none());
     }
 
     #[test]
@@ -993,6 +1038,30 @@ mod tests {
              for replicas"
         );
         assert_eq!(error.exit_status(), ExitStatus::Usage);
+    }
+
+    #[test]
+    fn with_parallel_start_sets_the_pod_management_policy() {
+        let ordered = ManifestSet::embedded();
+        assert_eq!(ordered.pod_management_policy(), ORDERED_READY);
+        assert!(
+            find(&ordered, "StatefulSet", "mysql")
+                .data
+                .pointer("/spec/podManagementPolicy")
+                .is_none(),
+            "the tutorial's manifest leaves the default"
+        );
+        let parallel = ManifestSet::embedded().with_parallel_start();
+        assert_eq!(parallel.pod_management_policy(), PARALLEL);
+        assert_eq!(
+            pointer(find(&parallel, "StatefulSet", "mysql"), "/spec/podManagementPolicy"),
+            "Parallel"
+        );
+        // Nothing else changes.
+        let mut back = parallel.clone();
+        let (_, sts) = back.statefulset_mut();
+        sts.data["spec"].as_object_mut().unwrap().remove("podManagementPolicy");
+        assert_eq!(back, ordered);
     }
 
     #[test]
@@ -1296,6 +1365,7 @@ mod tests {
             .with_image("mariadb:11.4")
             .and_then(|s| s.with_replicas(3))
             .and_then(|s| s.with_namespace("lab-schema"))
+            .map(ManifestSet::with_parallel_start)
             .expect("valid edits");
         let objects: Vec<&DynamicObject> = embedded.objects().chain(edited.objects()).collect();
         if let Err(failures) = kubernetes_validate(&objects) {

@@ -96,6 +96,8 @@ pub struct ManifestSettings {
     /// `--replicas`; `None` keeps the running lab's size, or the manifests' for a new lab.
     pub replicas: Option<u32>,
     pub dir: Option<PathBuf>,
+    /// Start every pod at once (podManagementPolicy Parallel).
+    pub parallel: bool,
 }
 
 impl From<&ManifestArgs> for ManifestSettings {
@@ -104,11 +106,13 @@ impl From<&ManifestArgs> for ManifestSettings {
             image,
             replicas,
             manifests,
+            parallel,
         } = args;
         ManifestSettings {
             image: image.clone(),
             replicas: *replicas,
             dir: manifests.clone(),
+            parallel: *parallel,
         }
     }
 }

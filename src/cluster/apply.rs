@@ -1,10 +1,11 @@
 //! Server-side apply of the manifests' objects, in order, with field manager `lab` and force; reports per object
 //! whether the cluster changed.
 
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope, pinned_kind};
-use kube::{Api, ResourceExt};
 
 use super::error::ClusterError;
 use super::{Cluster, FIELD_MANAGER};
@@ -14,19 +15,35 @@ use super::{Cluster, FIELD_MANAGER};
 pub struct Applied {
     pub kind: String,
     pub name: String,
-    /// The object was created or its stored state changed (a new resourceVersion).
+    /// The object was created or its content changed.
     pub changed: bool,
     /// The object did not exist before.
     pub created: bool,
 }
 
-/// Pure: whether an apply changed the object, from the resourceVersions before (None = absent) and after. The API
-/// server keeps the resourceVersion of a no-op apply.
-pub(super) fn outcome(before: Option<&str>, after: Option<&str>) -> (bool, bool) {
+/// Pure: (changed, created) from the object before the apply (None = absent) and the apply's result. Changed means
+/// different content, not a new resourceVersion: a real API server rewrites the time of the manager's
+/// managedFields entry on a re-apply of identical content in a later second, and that write bumps the
+/// resourceVersion (kubernetes/kubernetes#121404). Status is left out too: controllers write it meanwhile.
+pub(super) fn outcome(before: Option<&DynamicObject>, after: &DynamicObject) -> (bool, bool) {
     match before {
         None => (true, true),
-        Some(before) => (after != Some(before), false),
+        Some(before) => (content(before) != content(after), false),
     }
+}
+
+/// What an apply can change: the object without status and the server's bookkeeping.
+fn content(object: &DynamicObject) -> serde_json::Value {
+    let mut value = serde_json::to_value(object).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("status");
+    }
+    if let Some(metadata) = value.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
+        for noise in ["managedFields", "resourceVersion", "generation"] {
+            metadata.remove(noise);
+        }
+    }
+    value
 }
 
 /// Pure: the object's kind and name, and the namespace it is to be applied in (None for cluster-scoped kinds).
@@ -115,10 +132,7 @@ impl Cluster {
             )
             .await
             .map_err(apply_error)?;
-        let (changed, created) = outcome(
-            before.as_ref().and_then(|b| b.resource_version()).as_deref(),
-            after.resource_version().as_deref(),
-        );
+        let (changed, created) = outcome(before.as_ref(), &after);
         tracing::debug!(kind, name, changed, created, "applied");
         Ok(Applied {
             kind,
@@ -126,6 +140,24 @@ impl Cluster {
             changed,
             created,
         })
+    }
+
+    /// The stored `spec.podManagementPolicy` of a StatefulSet (the server defaults it to OrderedReady); None when
+    /// there is no such StatefulSet. The field cannot change once set, so `lab up` checks it before applying.
+    pub async fn statefulset_pod_management_policy(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>, ClusterError> {
+        let found = Api::<StatefulSet>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| self.fail(format!("reading StatefulSet {namespace}/{name}"), e))?;
+        Ok(found.map(|set| {
+            set.spec
+                .and_then(|spec| spec.pod_management_policy)
+                .unwrap_or_else(|| "OrderedReady".to_string())
+        }))
     }
 
     /// `pinned_kind` once per kind for the life of this `Cluster`.
@@ -179,11 +211,32 @@ mod tests {
         serde_json::from_value(value).expect("valid object JSON")
     }
 
+    fn stored(resource_version: &str, time: &str, replicas: u32, ready: u32) -> DynamicObject {
+        object(json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {
+                "name": "mysql", "namespace": "database", "uid": "u1", "resourceVersion": resource_version,
+                "generation": replicas,
+                "managedFields": [{ "manager": "lab", "operation": "Apply", "apiVersion": "apps/v1", "time": time,
+                                    "fieldsType": "FieldsV1", "fieldsV1": { "f:spec": { "f:replicas": {} } } }]
+            },
+            "spec": { "replicas": replicas },
+            "status": { "readyReplicas": ready }
+        }))
+    }
+
     #[test]
-    fn changed_only_when_created_or_the_resource_version_moved() {
-        assert_eq!(outcome(None, Some("12")), (true, true));
-        assert_eq!(outcome(Some("12"), Some("12")), (false, false));
-        assert_eq!(outcome(Some("12"), Some("15")), (true, false));
+    fn changed_only_when_created_or_the_content_differs() {
+        let before = stored("12", "2026-01-01T10:00:00Z", 2, 1);
+        assert_eq!(outcome(None, &before), (true, true));
+        // A re-apply in a later second: new managedFields time and resourceVersion, same content.
+        let reapplied = stored("15", "2026-01-01T10:00:01Z", 2, 1);
+        assert_eq!(outcome(Some(&before), &reapplied), (false, false));
+        // The controller updated the status meanwhile: still not lab's change.
+        let status_moved = stored("16", "2026-01-01T10:00:01Z", 2, 2);
+        assert_eq!(outcome(Some(&before), &status_moved), (false, false));
+        let scaled = stored("17", "2026-01-01T10:00:02Z", 3, 2);
+        assert_eq!(outcome(Some(&before), &scaled), (true, false));
     }
 
     #[test]

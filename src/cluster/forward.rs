@@ -97,13 +97,42 @@ async fn accept_loop(listener: TcpListener, pods: Api<Pod>, pod: String, port: u
     }
 }
 
+/// Whether a failed port-forward is news to the user or part of a pod's restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The pod is gone, not running yet, or its server does not listen yet: the caller retries, and the waits
+    /// report the pod's state if it never comes back. Logged at debug level.
+    Expected,
+    /// Something only the user can fix (the kubeconfig's user may not port-forward, a proxy that breaks the
+    /// WebSocket upgrade). Logged as a warning.
+    Actionable,
+}
+
+/// Pure: how to treat a port-forward the API server refused. 404 (pod being recreated), 400 (pod or container not
+/// running) and 5xx (the kubelet could not reach the container) happen whenever a pod restarts; 401/403 do not go
+/// away by retrying, nor do failures outside the API (the upgrade itself).
+fn upgrade_failure(error: &kube::Error) -> Failure {
+    match error {
+        kube::Error::Api(status) if matches!(status.code, 401 | 403) => Failure::Actionable,
+        kube::Error::Api(_) => Failure::Expected,
+        _ => Failure::Actionable,
+    }
+}
+
 /// Carries one local connection through its own port-forward until either side closes.
 async fn bridge(mut local: TcpStream, pods: &Api<Pod>, pod: &str, port: u16) {
     let mut forwarder = match pods.portforward(pod, &[port]).await {
         Ok(forwarder) => forwarder,
         Err(error) => {
             // Dropping `local` closes it: the client sees EOF and retries.
-            tracing::warn!(%error, "port-forward to {pod}:{port} failed; closing the local connection");
+            match upgrade_failure(&error) {
+                Failure::Expected => {
+                    tracing::debug!(%error, "port-forward to {pod}:{port} failed (pod restarting?); closing the local connection")
+                }
+                Failure::Actionable => {
+                    tracing::warn!(%error, "port-forward to {pod}:{port} failed; closing the local connection")
+                }
+            }
             return;
         }
     };
@@ -115,8 +144,10 @@ async fn bridge(mut local: TcpStream, pods: &Api<Pod>, pod: &str, port: u16) {
         let pod = pod.to_string();
         tokio::spawn(
             async move {
+                // The kubelet writes here only when it could not connect inside the pod (the server is restarting
+                // or not listening yet): the client sees its connection close and retries.
                 if let Some(message) = error.await {
-                    tracing::warn!("port-forward to {pod}:{port}: {message}");
+                    tracing::debug!("port-forward to {pod}:{port}: {message}");
                 }
             }
             .in_current_span(),
@@ -131,5 +162,29 @@ async fn bridge(mut local: TcpStream, pods: &Api<Pod>, pod: &str, port: u16) {
     // After a server-first close the client's late close fails with SendAfterClosing although every byte arrived.
     if let Err(error) = forwarder.join().await {
         tracing::debug!(%error, "port-forward ended with an error (expected after the pod closed first)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn refused(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Status::failure("refused", reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn only_failures_the_user_must_fix_are_warnings() {
+        // A pod being recreated, not running yet, or unreachable from the kubelet: expected while it restarts.
+        assert_eq!(upgrade_failure(&refused(404, "NotFound")), Failure::Expected);
+        assert_eq!(upgrade_failure(&refused(400, "BadRequest")), Failure::Expected);
+        assert_eq!(upgrade_failure(&refused(500, "InternalError")), Failure::Expected);
+        // Not allowed to port-forward, or the upgrade itself broken: retrying does not help.
+        assert_eq!(upgrade_failure(&refused(403, "Forbidden")), Failure::Actionable);
+        assert_eq!(upgrade_failure(&refused(401, "Unauthorized")), Failure::Actionable);
+        let broken_upgrade =
+            kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::MissingUpgradeWebSocketHeader);
+        assert_eq!(upgrade_failure(&broken_upgrade), Failure::Actionable);
     }
 }

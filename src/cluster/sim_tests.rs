@@ -249,6 +249,49 @@ fn lab_lifecycle_apply_wait_forward_label_snapshot_teardown() {
     );
 }
 
+/// Waits for the wall clock to reach the next second: managedFields times have one-second resolution.
+fn next_second() {
+    let start = jiff::Timestamp::now().as_second();
+    while jiff::Timestamp::now().as_second() == start {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_reapply_of_the_same_objects_changes_nothing_and_a_content_change_is_reported() {
+    let lab = Lab::start();
+    let cluster = &lab.cluster;
+    let objects = objects();
+    let first = lab.run(cluster.apply(NAMESPACE, &objects)).expect("first apply");
+    assert!(first.iter().all(|a| a.changed && a.created), "{first:?}");
+
+    // In a later second the server rewrites lab's managedFields entry and bumps every resourceVersion.
+    next_second();
+    let again = lab.run(cluster.apply(NAMESPACE, &objects)).expect("second apply");
+    let changed: Vec<_> = again.iter().filter(|a| a.changed || a.created).collect();
+    assert!(changed.is_empty(), "a repeated apply reported {changed:?}");
+
+    let mut edited = objects.clone();
+    let service = edited
+        .iter_mut()
+        .find(|o| o.metadata.name.as_deref() == Some("mysql-primary"))
+        .expect("the primary's Service");
+    service
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert("tier".into(), "db".into());
+    next_second();
+    let third = lab.run(cluster.apply(NAMESPACE, &edited)).expect("third apply");
+    let changed: Vec<_> = third
+        .iter()
+        .filter(|a| a.changed)
+        .map(|a| format!("{} {}", a.kind, a.name))
+        .collect();
+    assert_eq!(changed, ["Service mysql-primary"]);
+    assert!(third.iter().all(|a| !a.created), "{third:?}");
+}
+
 #[test]
 fn teardown_with_keep_data_keeps_the_claims_and_waits_for_the_pods() {
     let lab = Lab::start();

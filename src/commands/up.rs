@@ -21,24 +21,30 @@ use crate::database::{
 use crate::exit::UsageError;
 use crate::image::{check_database_image, substitution_note};
 use crate::interrupt::checkpoint;
-use crate::manifests::DATABASE_CONTAINER;
 use crate::manifests::ManifestSet;
+use crate::manifests::{DATABASE_CONTAINER, PARALLEL};
 use crate::plan::{Reporter, Runner, Step};
 use crate::report::HealthReport;
 use crate::secret::SecretString;
 use crate::settings::{ManifestSettings, Settings};
 
-/// Loads the manifests and applies the `--image`, `--replicas` and `--namespace` edits to the parsed objects.
+/// Loads the manifests and applies the `--image`, `--replicas`, `--parallel` and `--namespace` edits to the parsed
+/// objects.
 pub fn load_manifests(manifests: &ManifestSettings, namespace: &str) -> anyhow::Result<ManifestSet> {
     check_database_image(&manifests.image).map_err(|refused| UsageError::new(refused.to_string()))?;
     let set = match &manifests.dir {
         Some(dir) => ManifestSet::from_dir(dir)?,
         None => ManifestSet::embedded(),
     };
-    Ok(set
+    let set = set
         .with_namespace(namespace)?
         .with_image(&manifests.image)?
-        .with_replicas_if(manifests.replicas)?)
+        .with_replicas_if(manifests.replicas)?;
+    Ok(if manifests.parallel {
+        set.with_parallel_start()
+    } else {
+        set
+    })
 }
 
 pub async fn run(
@@ -64,6 +70,10 @@ pub async fn run(
                 .statefulset_image(namespace, STATEFULSET, DATABASE_CONTAINER)
                 .await?;
             check_image_change(namespace, running.as_deref(), set.database_image())?;
+            let policy = cluster
+                .statefulset_pod_management_policy(namespace, STATEFULSET)
+                .await?;
+            check_pod_management_change(namespace, policy.as_deref(), set.pod_management_policy())?;
             let mut live_secrets = BTreeMap::new();
             for name in set.withheld_secrets().into_iter().chain([SECRET.to_string()]) {
                 if let Some(values) = cluster.secret_values_if_present(namespace, &name).await? {
@@ -246,6 +256,26 @@ pub fn check_secrets(
         )));
     }
     Ok(withheld.into_iter().filter(|name| live.contains_key(name)).collect())
+}
+
+/// Refuses to change how an existing lab starts its pods: a StatefulSet's podManagementPolicy cannot change (the
+/// API server answers 422), so the apply would fail half-way, after the objects before the StatefulSet.
+pub fn check_pod_management_change(namespace: &str, running: Option<&str>, requested: &str) -> Result<(), UsageError> {
+    match running {
+        Some(running) if running != requested => {
+            let keep = if running == PARALLEL {
+                "pass --parallel"
+            } else {
+                "leave out --parallel"
+            };
+            Err(UsageError::new(format!(
+                "the lab in namespace {namespace} starts its pods {running} but the manifests ask for {requested}, \
+                 and a StatefulSet's podManagementPolicy cannot change: {keep} to keep it, or run `lab teardown \
+                 --keep-data` first (the databases' data stays for the next `lab up`)"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn describe_preflight(preflight: &Preflight) -> String {
@@ -582,6 +612,39 @@ mod tests {
                 .contains("has its values withheld (rendered without --show-secrets) and namespace"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn changing_how_an_existing_lab_starts_its_pods_is_refused_with_the_way_out() {
+        assert!(
+            check_pod_management_change("database", None, "Parallel").is_ok(),
+            "a new lab"
+        );
+        assert!(check_pod_management_change("database", Some("Parallel"), "Parallel").is_ok());
+        assert!(check_pod_management_change("database", Some("OrderedReady"), "OrderedReady").is_ok());
+        let error = check_pod_management_change("database", Some("OrderedReady"), "Parallel").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the lab in namespace database starts its pods OrderedReady but the manifests ask for Parallel, and a \
+             StatefulSet's podManagementPolicy cannot change: leave out --parallel to keep it, or run `lab teardown \
+             --keep-data` first (the databases' data stays for the next `lab up`)"
+        );
+        let error = check_pod_management_change("database", Some("Parallel"), "OrderedReady").unwrap_err();
+        assert!(error.to_string().contains(": pass --parallel to keep it,"), "{error}");
+    }
+
+    #[test]
+    fn load_manifests_applies_parallel_only_when_asked() {
+        let settings = |parallel| ManifestSettings {
+            image: "mysql:8.4".into(),
+            replicas: Some(2),
+            dir: None,
+            parallel,
+        };
+        let ordered = load_manifests(&settings(false), "database").expect("loads");
+        assert_eq!(ordered.pod_management_policy(), "OrderedReady");
+        let parallel = load_manifests(&settings(true), "database").expect("loads");
+        assert_eq!(parallel.pod_management_policy(), "Parallel");
     }
 
     #[test]

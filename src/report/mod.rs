@@ -550,6 +550,7 @@ mod tests {
         assert_eq!(json["steps"][0]["duration_ms"], 41);
         assert_eq!(json["pods"][2]["role"], serde_json::Value::Null);
         assert_eq!(json["pods"][1]["role"], "replica");
+        assert_eq!(json["pods"][1]["leaving"], false);
         assert_eq!(json["servers"][0]["flavor"], "mysql");
         assert_eq!(json["replicas"][0]["seconds_behind"], serde_json::Value::Null);
         assert_eq!(json["replicas"][0]["read_position"]["file"], "mysql-bin.000001");
@@ -560,6 +561,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "checklist",
                 "generated_at",
                 "namespace",
                 "pods",

@@ -345,3 +345,65 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
         "something of the pods is left on the machine: {leftovers:?}"
     );
 }
+
+fn ready_since(pod: &Value) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .unwrap_or_else(|| panic!("{} is not Ready", pod["metadata"]["name"]))
+        .to_string()
+}
+
+#[test]
+fn a_parallel_lab_starts_every_pod_at_once_and_keeps_its_policy() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+
+    let up = lab(&kc, &["up", "--parallel", "--replicas", "3", "-o", "json"]);
+    up.assert_code(0);
+    let report = up.json();
+    assert_eq!(report["verdict"], "HEALTHY", "{report:#}");
+    assert_replicating(&report, &["mysql-1", "mysql-2"]);
+    let sts = &sim.objects("statefulsets", Some(NS))[0];
+    assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
+    // The last pod was created before the first was Ready (an ordered start creates it after mysql-1 is Ready).
+    let created = pod(&sim, "mysql-2")["metadata"]["creationTimestamp"]
+        .as_str()
+        .expect("created")
+        .to_string();
+    assert!(
+        created < ready_since(&pod(&sim, "mysql-0")),
+        "mysql-2 created at {created}, mysql-0 Ready at {}",
+        ready_since(&pod(&sim, "mysql-0"))
+    );
+
+    // Without --parallel the policy would change, which a StatefulSet refuses: lab refuses first, applying nothing.
+    let version = sts["metadata"]["resourceVersion"].clone();
+    let ordered = lab(&kc, &["up", "--replicas", "3", "-o", "json"]);
+    ordered
+        .assert_code(2)
+        .assert_stderr_contains("starts its pods Parallel but the manifests ask for OrderedReady")
+        .assert_stderr_contains("pass --parallel to keep it");
+    assert_eq!(
+        sim.objects("statefulsets", Some(NS))[0]["metadata"]["resourceVersion"],
+        version
+    );
+
+    let again = lab(&kc, &["up", "--parallel", "--replicas", "3", "-o", "json"]);
+    again.assert_code(0);
+    let report = again.json();
+    assert_eq!(report["verdict"], "HEALTHY");
+    let changed: Vec<&Value> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "done")
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "a second `lab up --parallel` changed something: {changed:?}"
+    );
+}

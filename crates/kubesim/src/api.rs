@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::control::{ControlPlane, DeleteOptions, Deletion, has_finalizers, is_deleting};
 use crate::defaults::validate_update;
+use crate::managed::{self, Writer};
 use crate::resources::{self, GROUPS, RESOURCES, ResourceInfo, SUBRESOURCES, VERBS};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Cause, Details, json_response};
@@ -316,22 +317,33 @@ async fn serve_resource(
     query: Query,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let manager = manager_of(&query, request.headers());
     match (sub, method) {
         (None, &Method::GET) if target.name.is_some() => get(control, &target, table_request(&request, &query)),
         (None, &Method::GET) if query.flag("watch") => watch(control, &target, &query),
         (None, &Method::GET) => list(control, &target, &query, table_request(&request, &query)),
         (None, &Method::POST) if target.name.is_none() => {
             let body = read_json(request).await?;
-            create(control, &target, &query, body)
+            create(control, &target, &query, body, &Writer::update(&manager, false))
         }
         (None | Some("status"), &Method::PUT) => {
             let body = read_json(request).await?;
-            replace(control, &target, sub == Some("status"), body)
+            let status = sub == Some("status");
+            replace(control, &target, status, body, &Writer::update(&manager, status))
         }
         (None | Some("status"), &Method::PATCH) => {
             let content_type = content_type(request.headers());
             let body = read_json(request).await?;
-            patch(control, &target, sub == Some("status"), &query, &content_type, body)
+            let status = sub == Some("status");
+            patch(
+                control,
+                &target,
+                status,
+                &query,
+                &content_type,
+                body,
+                &Writer::update(&manager, status),
+            )
         }
         (None, &Method::DELETE) if target.name.is_some() => {
             let body = read_json_or_empty(request).await?;
@@ -348,7 +360,11 @@ async fn serve_resource(
             } else {
                 None
             };
-            scale(control, &target, method, body)
+            let writer = Writer {
+                subresource: Some("scale"),
+                ..Writer::update(&manager, false)
+            };
+            scale(control, &target, method, body, &writer)
         }
         (Some("log"), &Method::GET) if target.info.plural == "pods" => pod_log(control, &target, &query),
         (Some("portforward"), &Method::GET | &Method::POST) if target.info.plural == "pods" => {
@@ -371,6 +387,21 @@ async fn serve_resource(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// The field manager of a write: `fieldManager`, else the client's user agent up to the first '/', as the real
+/// server defaults it.
+fn manager_of(query: &Query, headers: &HeaderMap) -> String {
+    if let Some(manager) = query.get("fieldManager").filter(|manager| !manager.is_empty()) {
+        return manager.to_string();
+    }
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|agent| agent.split('/').next())
+        .filter(|prefix| !prefix.trim().is_empty())
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 fn content_type(headers: &HeaderMap) -> String {
@@ -729,12 +760,19 @@ fn check_body_identity(target: &Target, body: &mut Value, require_type: bool) ->
     Ok(())
 }
 
-fn create(control: &ControlPlane, target: &Target, query: &Query, mut body: Value) -> Result<Response, ApiError> {
+fn create(
+    control: &ControlPlane,
+    target: &Target,
+    query: &Query,
+    mut body: Value,
+    writer: &Writer,
+) -> Result<Response, ApiError> {
     if target.info.namespaced && target.namespace.is_empty() {
         return Err(ApiError::method_not_allowed());
     }
     check_body_identity(target, &mut body, false)?;
     strip_server_fields(&mut body);
+    record_creation(target, &mut body, writer);
     let created = control.create(target.info, &target.namespace, body, query.dry_run())?;
     Ok(json_response(StatusCode::CREATED, &created))
 }
@@ -752,11 +790,22 @@ fn check_version_precondition(target: &Target, name: &str, body: &Value, current
     }
 }
 
+/// The managedFields entry of the writer that creates `body`: every field it sets.
+fn record_creation(target: &Target, body: &mut Value, writer: &Writer) {
+    body["apiVersion"] = json!(target.info.api_version());
+    body["kind"] = json!(target.info.kind);
+    let fields = managed::fields_v1(body);
+    managed::record(body, writer, fields);
+}
+
 /// Stores `compute(current)` if it is a valid update; the result is defaulted and validated against the old object.
+/// `writer` is recorded in managedFields: over the `applied` object's fields for an apply, over the fields that
+/// changed for an update.
 fn update_with(
     control: &ControlPlane,
     target: &Target,
     dry_run: bool,
+    (writer, applied): (&Writer, Option<&Value>),
     compute: impl FnOnce(&Value) -> Result<Value, ApiError>,
 ) -> Result<Value, ApiError> {
     let name = target.name()?.to_string();
@@ -768,6 +817,11 @@ fn update_with(
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
         }
+        let fields = match applied {
+            Some(applied) => managed::fields_v1(applied),
+            None => managed::changed_fields(current, &updated),
+        };
+        managed::after_write(current, &mut updated, writer, fields);
         Ok(updated)
     };
     if dry_run {
@@ -821,10 +875,16 @@ fn split_status(current: &Value, mut desired: Value, status_only: bool) -> Value
     desired
 }
 
-fn replace(control: &ControlPlane, target: &Target, status_only: bool, mut body: Value) -> Result<Response, ApiError> {
+fn replace(
+    control: &ControlPlane,
+    target: &Target,
+    status_only: bool,
+    mut body: Value,
+    writer: &Writer,
+) -> Result<Response, ApiError> {
     check_body_identity(target, &mut body, false)?;
     let name = target.name()?.to_string();
-    let updated = update_with(control, target, false, |current| {
+    let updated = update_with(control, target, false, (writer, None), |current| {
         check_version_precondition(target, &name, &body, current)?;
         let mut desired = body.clone();
         strip_server_fields(&mut desired);
@@ -840,6 +900,7 @@ fn patch(
     query: &Query,
     content_type: &str,
     body: Value,
+    writer: &Writer,
 ) -> Result<Response, ApiError> {
     let name = target.name()?.to_string();
     match content_type {
@@ -848,7 +909,7 @@ fn patch(
         }
         "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/json-patch+json" => {
             let json_patch = content_type == "application/json-patch+json";
-            let updated = update_with(control, target, query.dry_run(), |current| {
+            let updated = update_with(control, target, query.dry_run(), (writer, None), |current| {
                 let mut patched = current.clone();
                 if json_patch {
                     apply_json_patch(&mut patched, &body)?;
@@ -1071,6 +1132,7 @@ fn apply(
     };
     check_body_identity(target, &mut body, true)?;
     strip_server_fields(&mut body);
+    let writer = Writer::apply(&manager, status_only);
     let force = query.flag("force");
     let dry_run = query.dry_run();
     if !status_only && let Some(fields) = body.as_object_mut() {
@@ -1086,7 +1148,9 @@ fn apply(
             if status_only {
                 return Err(ApiError::not_found(target.info, &name));
             }
-            match control.create(target.info, &target.namespace, body.clone(), dry_run) {
+            let mut object = body.clone();
+            record_creation(target, &mut object, &writer);
+            match control.create(target.info, &target.namespace, object, dry_run) {
                 Ok(created) => {
                     let uid = created
                         .pointer("/metadata/uid")
@@ -1118,7 +1182,7 @@ fn apply(
             }
         }
         let previous = control.last_applied(&uid, &manager);
-        let updated = update_with(control, target, dry_run, |current| {
+        let updated = update_with(control, target, dry_run, (&writer, Some(&body)), |current| {
             let merged = apply_merge(current, previous.as_ref(), &body);
             Ok(split_status(current, merged, status_only))
         })?;
@@ -1214,7 +1278,13 @@ fn delete_collection(
     ))
 }
 
-fn scale(control: &ControlPlane, target: &Target, method: &Method, body: Option<Value>) -> Result<Response, ApiError> {
+fn scale(
+    control: &ControlPlane,
+    target: &Target,
+    method: &Method,
+    body: Option<Value>,
+    writer: &Writer,
+) -> Result<Response, ApiError> {
     let name = target.name()?.to_string();
     let render = |sts: &Value| {
         let selector = crate::selectors::selector_string(sts.pointer("/spec/selector/matchLabels"));
@@ -1239,7 +1309,7 @@ fn scale(control: &ControlPlane, target: &Target, method: &Method, body: Option<
             .ok_or_else(|| ApiError::not_found(target.info, &name))?;
         return Ok(json_response(StatusCode::OK, &render(&sts)));
     };
-    let updated = update_with(control, target, false, |current| {
+    let updated = update_with(control, target, false, (writer, None), |current| {
         let mut scale = render(current);
         merge_patch(&mut scale, &body);
         let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);

@@ -10,6 +10,7 @@ pub mod controllers;
 pub mod defaults;
 pub mod faults;
 pub mod kubeconfig;
+pub mod managed;
 pub mod node;
 pub mod resources;
 pub mod runtime;

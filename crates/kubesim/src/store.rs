@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use crate::managed::{self, Writer};
 use crate::resources;
 
 /// How many changes are kept for watches that resume from an older resourceVersion.
@@ -219,6 +220,11 @@ impl Store {
         metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
         metadata.insert("resourceVersion".into(), json!(resource_version.to_string()));
         metadata.insert("generation".into(), json!(1));
+        if object.pointer("/metadata/managedFields").is_none() {
+            // Created by the simulator itself (a controller, the node): recorded as the real component would be.
+            let fields = managed::fields_v1(&object);
+            managed::record(&mut object, &Writer::internal(resource, false), fields);
+        }
         state
             .objects
             .entry(resource.to_string())
@@ -283,6 +289,14 @@ impl Store {
         }
         if changed == current {
             return Some(Ok(current));
+        }
+        if changed.pointer("/metadata/managedFields") == current.pointer("/metadata/managedFields") {
+            // A write by the simulator itself (the API server records its clients' writes before this point).
+            let fields = managed::changed_fields(&current, &changed);
+            if let Some(sections) = fields.as_object().filter(|sections| !sections.is_empty()) {
+                let status_only = sections.len() == 1 && sections.contains_key("f:status");
+                managed::record(&mut changed, &Writer::internal(resource, status_only), fields);
+            }
         }
         if changed.get("spec") != current.get("spec") {
             let generation = current

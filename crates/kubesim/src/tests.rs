@@ -135,8 +135,13 @@ async fn server_side_apply_creates_then_updates_and_requires_a_field_manager() {
     let (code, same) = raw(&client, "PATCH", path, "application/apply-patch+yaml", body.clone()).await;
     assert_eq!(code, 200);
     assert_eq!(
-        same["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"],
-        "an unchanged apply changes nothing"
+        (&same["data"], &same["metadata"]["labels"], &same["metadata"]["uid"]),
+        (
+            &created["data"],
+            &created["metadata"]["labels"],
+            &created["metadata"]["uid"]
+        ),
+        "an unchanged apply changes no content"
     );
     let mut changed = body.clone();
     changed["data"]["k"] = json!("w");
@@ -175,6 +180,156 @@ async fn server_side_apply_creates_then_updates_and_requires_a_field_manager() {
         .await
         .expect("applied");
     assert_eq!(stored.data.expect("data")["x"], "y");
+}
+
+/// Waits for the wall clock to reach the next second: managedFields times have one-second resolution.
+async fn next_second() {
+    let start = crate::store::now_rfc3339();
+    while crate::store::now_rfc3339() == start {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn managed_fields_record_each_writer_and_a_reapply_in_a_later_second_is_a_write() {
+    let sim = control_plane();
+    let client = client(&sim);
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let applied: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "owned", "labels": { "app": "x" } },
+        "data": { "k": "v" }
+    }))
+    .expect("configmap");
+    let apply = PatchParams::apply("lab").force();
+    let first = configmaps
+        .patch("owned", &apply, &Patch::Apply(&applied))
+        .await
+        .expect("applied");
+    let entries = first.metadata.managed_fields.clone().expect("managedFields");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(entry.manager.as_deref(), Some("lab"));
+    assert_eq!(entry.operation.as_deref(), Some("Apply"));
+    assert_eq!(entry.api_version.as_deref(), Some("v1"));
+    assert_eq!(entry.fields_type.as_deref(), Some("FieldsV1"));
+    assert_eq!(
+        entry.fields_v1.as_ref().map(|f| f.0.clone()),
+        Some(json!({ "f:data": { "f:k": {} }, "f:metadata": { "f:labels": { "f:app": {} } } }))
+    );
+    let first_time = entry.time.clone().expect("time");
+
+    // The same content again, in a later second: the entry's time moves and the object is written.
+    next_second().await;
+    let again = configmaps
+        .patch("owned", &apply, &Patch::Apply(&applied))
+        .await
+        .expect("re-applied");
+    assert_eq!(
+        (&again.data, &again.metadata.labels),
+        (&first.data, &first.metadata.labels)
+    );
+    assert_ne!(again.metadata.resource_version, first.metadata.resource_version);
+    let entries = again.metadata.managed_fields.clone().expect("managedFields");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].time.clone().expect("time").0 > first_time.0);
+
+    // Another client's patch adds its own Update entry (manager from its user agent); a no-op patch writes nothing.
+    let label = json!({ "metadata": { "labels": { "role": "primary" } } });
+    let labelled = configmaps
+        .patch("owned", &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .expect("labelled");
+    let entries = labelled.metadata.managed_fields.clone().expect("managedFields");
+    let update = entries
+        .iter()
+        .find(|entry| entry.operation.as_deref() == Some("Update"))
+        .expect("an Update entry");
+    assert!(
+        update.manager.as_deref().is_some_and(|m| !m.is_empty() && m != "lab"),
+        "{update:?}"
+    );
+    assert_eq!(
+        update.fields_v1.as_ref().map(|f| f.0.clone()),
+        Some(json!({ "f:metadata": { "f:labels": { "f:role": {} } } }))
+    );
+    next_second().await;
+    let unchanged = configmaps
+        .patch("owned", &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .expect("patched again");
+    assert_eq!(unchanged.metadata.resource_version, labelled.metadata.resource_version);
+
+    // Objects the cluster creates itself carry entries too.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = namespaces.get("default").await.expect("namespace");
+    assert!(
+        namespace
+            .metadata
+            .managed_fields
+            .is_some_and(|entries| !entries.is_empty()),
+        "every object has managedFields"
+    );
+}
+
+/// Runs the real kubectl against the simulator; its stdout, failing the test with its stderr.
+async fn kubectl(sim: &Kubesim, args: &[&str]) -> String {
+    let output = tokio::process::Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", sim.kubeconfig_path())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("kubectl does not run ({e}): kubectl 1.30 or later must be installed"));
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn kubectl_reads_objects_with_managed_fields_and_shows_them_when_asked() {
+    let sim = control_plane();
+    let client = client(&sim);
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let applied: ConfigMap = serde_json::from_value(
+        json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "owned" }, "data": { "k": "v" } }),
+    )
+    .expect("configmap");
+    configmaps
+        .patch("owned", &PatchParams::apply("lab").force(), &Patch::Apply(&applied))
+        .await
+        .expect("applied");
+    let plain = kubectl(&sim, &["get", "configmap", "owned", "-n", "default", "-o", "yaml"]).await;
+    assert!(plain.contains("name: owned") && plain.contains("k: v"), "{plain}");
+    assert!(
+        !plain.contains("managedFields"),
+        "kubectl hides managedFields by default: {plain}"
+    );
+    let shown = kubectl(
+        &sim,
+        &[
+            "get",
+            "configmap",
+            "owned",
+            "-n",
+            "default",
+            "-o",
+            "yaml",
+            "--show-managed-fields",
+        ],
+    )
+    .await;
+    for line in [
+        "managedFields:",
+        "manager: lab",
+        "operation: Apply",
+        "fieldsType: FieldsV1",
+        "f:k: {}",
+    ] {
+        assert!(shown.contains(line), "{line} in:\n{shown}");
+    }
 }
 
 #[tokio::test]
@@ -610,6 +765,52 @@ async fn statefulset_creates_pods_in_order_with_claims_and_recreates_deleted_pod
     assert_eq!(
         claims.list(&ListParams::default()).await.expect("claims").items.len(),
         2
+    );
+}
+
+#[tokio::test]
+async fn parallel_statefulsets_create_every_pod_at_once_and_the_policy_cannot_change() {
+    let sim = control_plane();
+    let client = client(&sim);
+    create_namespace(&client, "database").await;
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), "database");
+    let mut manifest = statefulset_manifest(3);
+    manifest["spec"]["podManagementPolicy"] = json!("Parallel");
+    let parallel: StatefulSet = serde_json::from_value(manifest.clone()).expect("statefulset");
+    let apply = PatchParams::apply("lab").force();
+    statefulsets
+        .patch("mysql", &apply, &Patch::Apply(&parallel))
+        .await
+        .expect("applied");
+    // No pod is Ready, yet all three exist.
+    eventually("all three pods", || {
+        (0..3)
+            .all(|i| sim.store().get("pods", "database", &format!("mysql-{i}")).is_some())
+            .then_some(())
+    })
+    .await;
+
+    manifest["spec"]["podManagementPolicy"] = json!("OrderedReady");
+    let ordered: StatefulSet = serde_json::from_value(manifest).expect("statefulset");
+    let refused = api_error(
+        statefulsets
+            .patch("mysql", &apply, &Patch::Apply(&ordered))
+            .await
+            .expect_err("podManagementPolicy is immutable"),
+    );
+    assert_eq!((refused.code, refused.reason.as_str()), (422, "Invalid"));
+    assert!(
+        refused.message.starts_with(
+            "StatefulSet.apps \"mysql\" is invalid: spec: Forbidden: updates to statefulset spec for fields other \
+             than 'replicas'"
+        ),
+        "{}",
+        refused.message
+    );
+    let stored = statefulsets.get("mysql").await.expect("get");
+    assert_eq!(
+        stored.spec.and_then(|spec| spec.pod_management_policy).as_deref(),
+        Some("Parallel")
     );
 }
 

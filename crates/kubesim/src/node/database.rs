@@ -1,7 +1,8 @@
 //! The database image's entrypoint, run with the local `mariadbd`: on an empty data directory
-//! `mariadb-install-db`, then a temporary `--skip-networking` server (TCP refused) that sets the root password and
-//! creates `root@'%'` with the binlog off, then the real server, reading /etc/mysql/my.cnf and conf.d like the
-//! official images.
+//! `mariadb-install-db`, then a temporary `--skip-networking` server (TCP refused) that loads the time zone tables
+//! (unless `MARIADB_INITDB_SKIP_TZINFO` / `MYSQL_INITDB_SKIP_TZINFO` is set), sets the root password and creates
+//! `root@'%'` with the binlog off, then the real server, reading /etc/mysql/my.cnf and conf.d like the official
+//! images.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +19,7 @@ pub struct Programs {
 
 const MY_CNF: &str = "/etc/mysql/my.cnf";
 const SOCKET: &str = "/run/mysqld/mysqld.sock";
+const ZONEINFO: &str = "/usr/share/zoneinfo";
 
 /// How the root account is set up on first start.
 #[derive(Clone, PartialEq, Eq)]
@@ -71,6 +73,52 @@ pub fn root_password(env: &[(String, String)]) -> Result<RootPassword, String> {
          MARIADB_RANDOM_ROOT_PASSWORD"
             .to_string(),
     )
+}
+
+/// Whether the first start skips loading the time zone tables. Both images test `-z` on the variable, so any
+/// non-empty value skips ("0" and "no" too); the mariadb image first defaults MARIADB_INITDB_SKIP_TZINFO from
+/// MYSQL_INITDB_SKIP_TZINFO (docker-library/mysql and MariaDB/mariadb-docker entrypoints, `docker_setup_db`).
+pub fn skips_tzinfo(env: &[(String, String)]) -> bool {
+    ["MARIADB_INITDB_SKIP_TZINFO", "MYSQL_INITDB_SKIP_TZINFO"]
+        .iter()
+        .any(|name| lookup(env, &[name]).is_some_and(|value| !value.is_empty()))
+}
+
+/// Loads the time zone tables into the temporary server as the mariadb image does:
+/// `mariadb-tzinfo-to-sql --skip-write-binlog /usr/share/zoneinfo | mariadb ... --database=mysql`, under
+/// `set -eo pipefail` as in the entrypoint. Returns the exit code; what is missing is named in the log.
+async fn load_tzinfo(ctx: &Ctx<'_>, programs: &Programs, client: &[String]) -> i32 {
+    let tool = programs.client.with_file_name("mariadb-tzinfo-to-sql");
+    let missing = if !tool.is_file() {
+        Some(format!("{} is missing (it comes with mariadb-server)", tool.display()))
+    } else if !Path::new(ZONEINFO).is_dir() {
+        Some(format!("{ZONEINFO} is missing (install tzdata)"))
+    } else {
+        None
+    };
+    let Some(bash) = super::sys::find_program("bash") else {
+        note(ctx, "ERROR", "cannot load the time zone tables: bash is missing");
+        return 127;
+    };
+    if let Some(missing) = missing {
+        note(
+            ctx,
+            "ERROR",
+            &format!(
+                "cannot load the time zone tables: {missing}; set MARIADB_INITDB_SKIP_TZINFO to start without them"
+            ),
+        );
+        return 1;
+    }
+    let script = format!("set -eo pipefail; \"$0\" --skip-write-binlog {ZONEINFO} | \"$@\"");
+    let mut argv = vec![
+        bash.to_string_lossy().to_string(),
+        "-c".to_string(),
+        script,
+        tool.to_string_lossy().to_string(),
+    ];
+    argv.extend(client.iter().cloned());
+    ctx.run(&argv, None).await
 }
 
 fn quote(value: &str) -> String {
@@ -262,6 +310,24 @@ pub async fn run(
             }
         }
         note(ctx, "Note", "Temporary server started.");
+        let client: Vec<String> = [
+            programs.client.to_string_lossy().as_ref(),
+            "--no-defaults",
+            "--protocol=socket",
+            &format!("--socket={SOCKET}"),
+            "-uroot",
+            "--database=mysql",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if !skips_tzinfo(env) {
+            let code = load_tzinfo(ctx, programs, &client).await;
+            if code != 0 || ctx.kill.is_cancelled() {
+                ctx.terminate(&mut server).await;
+                return if code == 0 { 143 } else { code };
+            }
+        }
         note(
             ctx,
             "Note",
@@ -278,17 +344,6 @@ pub async fn run(
             note(ctx, "Note", &format!("Creating database {database}"));
         }
         let sql = first_start_sql(&password, database, user);
-        let client: Vec<String> = [
-            programs.client.to_string_lossy().as_ref(),
-            "--no-defaults",
-            "--protocol=socket",
-            &format!("--socket={SOCKET}"),
-            "-uroot",
-            "--database=mysql",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
         let code = ctx.run(&client, Some(sql.into_bytes())).await;
         if code != 0 || ctx.kill.is_cancelled() {
             ctx.terminate(&mut server).await;
@@ -344,6 +399,19 @@ mod tests {
         let missing = root_password(&env(&[("MYSQL_ALLOW_EMPTY_PASSWORD", "")])).expect_err("no password");
         assert!(missing.contains("password option is not specified"));
         assert_eq!(format!("{:?}", RootPassword::Set("secret".into())), "Set(<redacted>)");
+    }
+
+    #[test]
+    fn any_non_empty_skip_variable_skips_the_time_zone_tables() {
+        assert!(!skips_tzinfo(&env(&[])));
+        assert!(!skips_tzinfo(&env(&[("MARIADB_INITDB_SKIP_TZINFO", "")])));
+        // `-z` in the entrypoints: any text skips, "0" and "no" included.
+        assert!(skips_tzinfo(&env(&[("MARIADB_INITDB_SKIP_TZINFO", "0")])));
+        assert!(skips_tzinfo(&env(&[("MYSQL_INITDB_SKIP_TZINFO", "yes")])));
+        assert!(skips_tzinfo(&env(&[
+            ("MARIADB_INITDB_SKIP_TZINFO", ""),
+            ("MYSQL_INITDB_SKIP_TZINFO", "1")
+        ])));
     }
 
     #[test]

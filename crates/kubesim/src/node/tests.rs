@@ -793,3 +793,41 @@ fn an_abrupt_end_of_the_simulator_takes_every_pod_process_with_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_start_loads_the_time_zone_tables_unless_told_to_skip_them() {
+    let h = harness();
+    database_namespace(&h);
+    h.claim("database", "data-mysql-0");
+    h.claim("database", "data-mysql-1");
+    h.create("pods", "database", mysql_pod(0, false));
+    let mut skipping = mysql_pod(1, false);
+    skipping["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .expect("env")
+        .push(json!({ "name": "MARIADB_INITDB_SKIP_TZINFO", "value": "1" }));
+    h.create("pods", "database", skipping);
+    h.wait_ready("database", "mysql-0", Duration::from_secs(120)).await;
+    h.wait_ready("database", "mysql-1", Duration::from_secs(120)).await;
+    let zones = "SELECT COUNT(*) FROM mysql.time_zone_name";
+    let loaded: u64 = h
+        .sql("database", "mysql-0", zones)
+        .await
+        .trim()
+        .parse()
+        .expect("a count");
+    assert!(loaded > 300, "the zoneinfo of this machine is loaded: {loaded} zones");
+    let converted = h
+        .sql(
+            "database",
+            "mysql-0",
+            "SELECT CONVERT_TZ('2026-01-01 12:00:00', 'UTC', 'Europe/Paris')",
+        )
+        .await;
+    assert_eq!(converted.trim(), "2026-01-01 13:00:00");
+    assert_eq!(h.sql("database", "mysql-1", zones).await.trim(), "0");
+    // Loaded without the binary log: the primary's binlog holds no time zone rows to replicate.
+    let events = h.sql("database", "mysql-0", "SHOW BINLOG EVENTS").await;
+    assert!(!events.contains("time_zone"), "{events}");
+    h.finish();
+}
