@@ -63,7 +63,7 @@ pub async fn run(
         cluster.context().unwrap_or("-")
     ));
 
-    let kept_secrets = runner
+    let (kept_secrets, keep_parallel) = runner
         .run("preflight", async {
             let preflight = cluster.preflight(namespace).await?;
             let running = cluster
@@ -73,7 +73,12 @@ pub async fn run(
             let policy = cluster
                 .statefulset_pod_management_policy(namespace, STATEFULSET)
                 .await?;
-            check_pod_management_change(namespace, policy.as_deref(), set.pod_management_policy())?;
+            let keep_parallel = check_pod_management_change(
+                namespace,
+                policy.as_deref(),
+                set.pod_management_policy(),
+                manifests.parallel,
+            )?;
             let mut live_secrets = BTreeMap::new();
             for name in set.withheld_secrets().into_iter().chain([SECRET.to_string()]) {
                 if let Some(values) = cluster.secret_values_if_present(namespace, &name).await? {
@@ -82,9 +87,15 @@ pub async fn run(
             }
             let has_data = cluster.pvc_exists(namespace, ORIGIN_PVC).await?;
             let kept = check_secrets(namespace, &set, &live_secrets, has_data)?;
-            Ok(Step::passed(describe_preflight(&preflight), kept))
+            Ok(Step::passed(describe_preflight(&preflight), (kept, keep_parallel)))
         })
         .await?;
+    let set = if keep_parallel {
+        reporter.note("the lab starts its pods in parallel (it was built with --parallel): kept");
+        set.with_parallel_start()
+    } else {
+        set
+    };
 
     let running = cluster.statefulset_replicas(namespace, STATEFULSET).await?;
     let set = match (manifests.replicas, running) {
@@ -258,23 +269,24 @@ pub fn check_secrets(
     Ok(withheld.into_iter().filter(|name| live.contains_key(name)).collect())
 }
 
-/// Refuses to change how an existing lab starts its pods: a StatefulSet's podManagementPolicy cannot change (the
-/// API server answers 422), so the apply would fail half-way, after the objects before the StatefulSet.
-pub fn check_pod_management_change(namespace: &str, running: Option<&str>, requested: &str) -> Result<(), UsageError> {
+/// How an existing lab starts its pods cannot change: a StatefulSet's podManagementPolicy is immutable (the API
+/// server answers 422, after the objects before the StatefulSet were applied). Without `--parallel`, a lab built
+/// with it keeps it, as a lab keeps its size without `--replicas` (returns true: start in parallel); asking for
+/// another policy than the running one is refused before anything is applied.
+pub fn check_pod_management_change(
+    namespace: &str,
+    running: Option<&str>,
+    requested: &str,
+    asked_parallel: bool,
+) -> Result<bool, UsageError> {
     match running {
-        Some(running) if running != requested => {
-            let keep = if running == PARALLEL {
-                "pass --parallel"
-            } else {
-                "leave out --parallel"
-            };
-            Err(UsageError::new(format!(
-                "the lab in namespace {namespace} starts its pods {running} but the manifests ask for {requested}, \
-                 and a StatefulSet's podManagementPolicy cannot change: {keep} to keep it, or run `lab teardown \
-                 --keep-data` first (the databases' data stays for the next `lab up`)"
-            )))
-        }
-        _ => Ok(()),
+        Some(PARALLEL) if requested != PARALLEL && !asked_parallel => Ok(true),
+        Some(running) if running != requested => Err(UsageError::new(format!(
+            "the lab in namespace {namespace} starts its pods {running} but the manifests ask for {requested}, and a \
+             StatefulSet's podManagementPolicy cannot change: leave out --parallel to keep it, or run `lab teardown \
+             --keep-data` first (the databases' data stays for the next `lab up`)"
+        ))),
+        _ => Ok(false),
     }
 }
 
@@ -617,20 +629,29 @@ mod tests {
     #[test]
     fn changing_how_an_existing_lab_starts_its_pods_is_refused_with_the_way_out() {
         assert!(
-            check_pod_management_change("database", None, "Parallel").is_ok(),
+            check_pod_management_change("database", None, "Parallel", true).ok() == Some(false),
             "a new lab"
         );
-        assert!(check_pod_management_change("database", Some("Parallel"), "Parallel").is_ok());
-        assert!(check_pod_management_change("database", Some("OrderedReady"), "OrderedReady").is_ok());
-        let error = check_pod_management_change("database", Some("OrderedReady"), "Parallel").unwrap_err();
+        assert_eq!(
+            check_pod_management_change("database", Some("Parallel"), "Parallel", true).ok(),
+            Some(false)
+        );
+        assert_eq!(
+            check_pod_management_change("database", Some("OrderedReady"), "OrderedReady", false).ok(),
+            Some(false)
+        );
+        // A plain `lab up` on a lab built with --parallel keeps it.
+        assert_eq!(
+            check_pod_management_change("database", Some("Parallel"), "OrderedReady", false).ok(),
+            Some(true)
+        );
+        let error = check_pod_management_change("database", Some("OrderedReady"), "Parallel", true).unwrap_err();
         assert_eq!(
             error.to_string(),
             "the lab in namespace database starts its pods OrderedReady but the manifests ask for Parallel, and a \
              StatefulSet's podManagementPolicy cannot change: leave out --parallel to keep it, or run `lab teardown \
              --keep-data` first (the databases' data stays for the next `lab up`)"
         );
-        let error = check_pod_management_change("database", Some("Parallel"), "OrderedReady").unwrap_err();
-        assert!(error.to_string().contains(": pass --parallel to keep it,"), "{error}");
     }
 
     #[test]

@@ -380,20 +380,12 @@ fn a_parallel_lab_starts_every_pod_at_once_and_keeps_its_policy() {
         ready_since(&pod(&sim, "mysql-0"))
     );
 
-    // Without --parallel the policy would change, which a StatefulSet refuses: lab refuses first, applying nothing.
-    let version = sts["metadata"]["resourceVersion"].clone();
-    let ordered = lab(&kc, &["up", "--replicas", "3", "-o", "json"]);
-    ordered
-        .assert_code(2)
-        .assert_stderr_contains("starts its pods Parallel but the manifests ask for OrderedReady")
-        .assert_stderr_contains("pass --parallel to keep it");
-    assert_eq!(
-        sim.objects("statefulsets", Some(NS))[0]["metadata"]["resourceVersion"],
-        version
-    );
-
-    let again = lab(&kc, &["up", "--parallel", "--replicas", "3", "-o", "json"]);
-    again.assert_code(0);
+    // A plain `lab up` keeps the policy the lab was built with (a StatefulSet cannot change it), as it keeps the
+    // size, and changes nothing.
+    let again = lab(&kc, &["up", "-o", "json"]);
+    again
+        .assert_code(0)
+        .assert_stderr_contains("it was built with --parallel");
     let report = again.json();
     assert_eq!(report["verdict"], "HEALTHY");
     let changed: Vec<&Value> = report["steps"]
@@ -402,8 +394,21 @@ fn a_parallel_lab_starts_every_pod_at_once_and_keeps_its_policy() {
         .iter()
         .filter(|s| s["status"] == "done")
         .collect();
-    assert!(
-        changed.is_empty(),
-        "a second `lab up --parallel` changed something: {changed:?}"
+    assert!(changed.is_empty(), "a second `lab up` changed something: {changed:?}");
+    assert_eq!(
+        sim.objects("statefulsets", Some(NS))[0]["spec"]["podManagementPolicy"],
+        "Parallel"
+    );
+
+    // Asking an ordered lab for --parallel is refused before anything is applied.
+    lab(&kc, &["up", "-n", "ordered"]).assert_code(0);
+    let version = sim.objects("statefulsets", Some("ordered"))[0]["metadata"]["resourceVersion"].clone();
+    lab(&kc, &["up", "-n", "ordered", "--parallel"])
+        .assert_code(2)
+        .assert_stderr_contains("starts its pods OrderedReady but the manifests ask for Parallel")
+        .assert_stderr_contains("leave out --parallel to keep it");
+    assert_eq!(
+        sim.objects("statefulsets", Some("ordered"))[0]["metadata"]["resourceVersion"],
+        version
     );
 }
