@@ -102,6 +102,10 @@ fn the_tutorials_own_commands_work_on_the_lab_lab_built() {
     let (code, out, err) = run(&kc, "bash", &[script.to_str().unwrap()], "");
     let _ = std::fs::remove_file(&script);
     assert_eq!(code, 0, "04-health-check.sh failed:\n{out}\n{err}");
+    assert!(
+        !err.contains("Defaulted container"),
+        "kubectl picks the database container without a note: {err}"
+    );
     let lines: Vec<&str> = out.lines().map(str::trim_end).collect();
     for pod in ["mysql-0", "mysql-1", "mysql-client"] {
         assert!(
