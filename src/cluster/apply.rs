@@ -95,7 +95,10 @@ impl Cluster {
     pub async fn apply(&self, namespace: &str, objects: &[DynamicObject]) -> Result<Vec<Applied>, ClusterError> {
         let mut applied = Vec::with_capacity(objects.len());
         for object in objects {
-            applied.push(self.apply_one(namespace, object).await?);
+            let done = self.apply_one(namespace, object).await?;
+            // Half the manifests applied: the next run applies the rest.
+            crate::interrupt::checkpoint(&format!("apply manifests: {}/{} applied", done.kind, done.name)).await;
+            applied.push(done);
         }
         Ok(applied)
     }

@@ -12,6 +12,8 @@ const CHECKPOINTS: &[&str] = &[
     "before preflight",
     "after preflight",
     "before apply manifests",
+    "apply manifests: Namespace/resume applied",
+    "apply manifests: StatefulSet/mysql applied",
     "after apply manifests",
     "before wait for mysql-0",
     "wait for mysql-0: pod Ready",
