@@ -49,6 +49,8 @@ pub enum OutputFormat {
     Human,
     /// The health report as JSON, for scripts and grading.
     Json,
+    /// The checks as JUnit XML, one testcase per check, for CI pipelines (`verify` and `status`).
+    Junit,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,13 +63,27 @@ pub enum Command {
     Status,
     /// Delete what `lab` created and wait until it is gone.
     Teardown(TeardownArgs),
-    /// Print the manifests exactly as `lab up` would apply them (Secret values redacted).
+    /// Print the manifests exactly as `lab up` would apply them (Secrets without their values).
     Render(RenderArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+}
+
+impl Command {
+    /// The subcommand as typed, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Up(_) => "up",
+            Command::Verify => "verify",
+            Command::Status => "status",
+            Command::Teardown(_) => "teardown",
+            Command::Render(_) => "render",
+            Command::Completions { .. } => "completions",
+        }
+    }
 }
 
 /// Which manifests to use and how to edit them.

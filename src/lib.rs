@@ -35,6 +35,14 @@ pub async fn run(cli: Cli) -> ExitStatus {
     init_logging(settings.verbosity, settings.color);
     let progress = Progress::new(settings.progress, settings.color);
     let reports = matches!(cli.command, Command::Up(_) | Command::Verify | Command::Status);
+    let command_name = cli.command.name();
+    if settings.format == Format::Junit && !matches!(cli.command, Command::Verify | Command::Status) {
+        print_error(
+            &format!("-o junit is for the commands that check a lab (verify, status), not {command_name}: use -o json"),
+            settings.color,
+        );
+        return ExitStatus::Usage;
+    }
     let mut runner = Runner::new(&progress);
     if let Some(checkpoint) = std::env::var_os("LAB_INTERRUPT_AT") {
         interrupt::interrupt_at(&checkpoint.to_string_lossy());
@@ -49,9 +57,12 @@ pub async fn run(cli: Cli) -> ExitStatus {
         Err(error) => {
             let status = exit::classify(&error);
             print_error(&format!("{error:#}"), settings.color);
-            if reports && settings.format == Format::Json {
+            if reports && settings.format != Format::Table {
                 let report = commands::inspect::failure_report(&settings.namespace, runner.records(), &error, status);
-                print_result(&report::render_json(&report));
+                match settings.format {
+                    Format::Junit => print_result(&report::render_junit(&report, command_name)),
+                    _ => print_result(&report::render_json(&report)),
+                }
             }
             status
         }
@@ -77,15 +88,15 @@ async fn dispatch(command: Command, settings: &Settings, runner: &mut Runner<'_>
         Command::Up(args) => {
             let manifests = ManifestSettings::from(&args.manifests);
             let report = commands::up::run(settings, &manifests, runner).await?;
-            Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken))
+            Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken, "up"))
         }
         Command::Verify => {
             let report = commands::verify::run(settings, runner).await?;
-            Ok(finish(&report, settings, Strictness::FailUnlessHealthy))
+            Ok(finish(&report, settings, Strictness::FailUnlessHealthy, "verify"))
         }
         Command::Status => {
             let report = commands::status::run(settings, runner).await?;
-            Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken))
+            Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken, "status"))
         }
         Command::Teardown(args) => {
             if !args.yes {
@@ -98,7 +109,7 @@ async fn dispatch(command: Command, settings: &Settings, runner: &mut Runner<'_>
             let outcome = commands::teardown::run(settings, &request, runner).await?;
             match settings.format {
                 Format::Json => print_result(&serde_json::to_string_pretty(&outcome)?),
-                Format::Table => print_result(&outcome.to_string()),
+                Format::Table | Format::Junit => print_result(&outcome.to_string()),
             }
             Ok(ExitStatus::Success)
         }
@@ -138,9 +149,10 @@ pub fn exit_for(verdict: Verdict, strictness: Strictness) -> ExitStatus {
     }
 }
 
-fn finish(report: &HealthReport, settings: &Settings, strictness: Strictness) -> ExitStatus {
+fn finish(report: &HealthReport, settings: &Settings, strictness: Strictness, command: &str) -> ExitStatus {
     match settings.format {
         Format::Json => print_result(&report::render_json(report)),
+        Format::Junit => print_result(&report::render_junit(report, command)),
         Format::Table => print_result(&report::render_table(report, settings.color)),
     }
     exit_for(report.verdict, strictness)

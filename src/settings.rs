@@ -11,6 +11,8 @@ use crate::cli::{GlobalArgs, ManifestArgs, OutputFormat};
 pub enum Format {
     Table,
     Json,
+    /// JUnit XML, for the commands that check (`verify`, `status`).
+    Junit,
 }
 
 /// How progress is shown on stderr.
@@ -70,6 +72,7 @@ impl Settings {
         let format = match output {
             OutputFormat::Human => Format::Table,
             OutputFormat::Json => Format::Json,
+            OutputFormat::Junit => Format::Junit,
         };
         let progress = if env.stderr_is_terminal && !env.ci && format == Format::Table {
             ProgressStyle::Spinners

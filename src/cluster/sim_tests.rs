@@ -406,7 +406,7 @@ fn crashing_database_fails_the_wait_with_its_log() {
 #[test]
 fn preflight_without_a_default_storage_class_says_claims_would_stay_pending() {
     let lab = Lab::start();
-    lab.sim.faults().set_no_default_storage_class(true);
+    lab.sim.remove_default_storage_class();
     let error = lab.run(lab.cluster.preflight(NAMESPACE)).expect_err("no default class");
     let text = error.to_string();
     assert!(text.starts_with("the cluster has no default StorageClass"), "{text}");
@@ -547,7 +547,7 @@ fn a_slow_first_start_times_out_with_the_last_state_seen() {
 fn claims_without_a_default_storage_class_fail_the_wait_with_the_binding_event() {
     let lab = Lab::start();
     let cluster = &lab.cluster;
-    lab.sim.faults().set_no_default_storage_class(true);
+    lab.sim.remove_default_storage_class();
     lab.run(cluster.apply(NAMESPACE, &objects())).expect("apply");
     let error = lab
         .run(cluster.wait_pod_ready(NAMESPACE, "mysql-0", deadline(Duration::from_secs(30)), &|_| {}))

@@ -292,6 +292,14 @@ impl Db {
                         finding: failure.finding,
                     });
                 }
+                ReplicationProgress::Stopped(thread) => {
+                    return Err(DbError::ReplicationStopped {
+                        server: self.server.clone(),
+                        thread,
+                        status: self.scrub(&status.summary()),
+                        start: self.dialect.start_replication().text().to_string(),
+                    });
+                }
                 ReplicationProgress::Starting => {}
             }
             // A settled sample is checked again after the confirmation interval, anything else at the poll pace.

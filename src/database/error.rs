@@ -87,6 +87,18 @@ pub enum DbError {
     },
 
     #[error(
+        "replication on {server} is stopped ({thread} thread No; {status}): nothing restarts it by itself; run \
+         `lab up`, which starts it where it stopped, or `{start}` on the replica"
+    )]
+    ReplicationStopped {
+        server: String,
+        thread: ReplicationThread,
+        status: String,
+        /// `START REPLICA` or `START SLAVE`, as this server spells it.
+        start: String,
+    },
+
+    #[error(
         "replication on {server} was not running within {waited_secs}s (last status: {last_status}): check that \
          the replica can reach the primary and see its error log"
     )]
@@ -145,6 +157,7 @@ impl Classify for DbError {
             DbError::Statement { .. }
             | DbError::NotAReplica { .. }
             | DbError::ReplicationFailed { .. }
+            | DbError::ReplicationStopped { .. }
             | DbError::OriginUnavailable { .. }
             | DbError::SqlThreadNotRunning { .. } => ExitStatus::Unhealthy,
         }

@@ -102,6 +102,10 @@ pub enum ReplicationProgress {
     Starting,
     /// A thread failed with a non-transient error: waiting longer will not help.
     Failed(ReplicationFailure),
+    /// A thread is stopped (`No`) without an error that explains it, or after giving up on a transient one (MySQL
+    /// 8.4's IO thread after `SOURCE_RETRY_COUNT` failed reconnects): nothing restarts it by itself, so waiting
+    /// will not help either; `START REPLICA` (what `lab up` does) will.
+    Stopped(ReplicationThread),
 }
 
 impl ReplicaStatus {
@@ -160,6 +164,11 @@ impl ReplicaStatus {
                     message: message.clone(),
                     finding: explain_replication_error(errno, message),
                 });
+            }
+        }
+        for (thread, state, _, _) in threads {
+            if *state == ThreadState::No {
+                return ReplicationProgress::Stopped(thread);
             }
         }
         ReplicationProgress::Starting
@@ -325,6 +334,24 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_thread_without_an_error_is_stopped_not_starting() {
+        let stopped = parse_replica_status(&mariadb_row("No", "No", None, ("0", ""), ("0", "")));
+        assert_eq!(stopped.progress(), ReplicationProgress::Stopped(ReplicationThread::Sql));
+        // MySQL 8.4's IO thread after its last reconnect attempt: No, with the transient 2003 kept.
+        let gave_up = parse_replica_status(&mariadb_row("No", "Yes", None, ("2003", "Can't connect"), ("0", "")));
+        assert_eq!(gave_up.progress(), ReplicationProgress::Stopped(ReplicationThread::Io));
+        // Still trying: Connecting is waited out.
+        let connecting = parse_replica_status(&mariadb_row(
+            "Connecting",
+            "Yes",
+            None,
+            ("2003", "Can't connect"),
+            ("0", ""),
+        ));
+        assert_eq!(connecting.progress(), ReplicationProgress::Starting);
+    }
+
+    #[test]
     fn reads_the_old_spelling_of_mariadb_and_show_slave_status() {
         let status = parse_replica_status(&mariadb_row("Yes", "Yes", Some("0"), ("0", ""), ("0", "")));
         assert_eq!(
@@ -447,8 +474,6 @@ mod tests {
     fn stale_errors_on_a_running_thread_are_ignored() {
         let status = parse_replica_status(&mariadb_row("Yes", "Yes", Some("3"), ("2003", "old"), ("0", "")));
         assert_eq!(status.progress(), ReplicationProgress::Running);
-        let starting = parse_replica_status(&mariadb_row("No", "No", None, ("0", ""), ("0", "")));
-        assert_eq!(starting.progress(), ReplicationProgress::Starting);
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! The JSON form is a contract for scripts and grading: snake_case keys in declaration order, enums as lowercase
 //! words (the verdict in capitals), `schema_version` bumped on any incompatible change.
 
+mod junit;
 mod table;
 mod verdict;
 
 use serde::{Deserialize, Serialize};
 
+pub use junit::render_junit;
 pub use table::render_table;
 pub use verdict::{LAG_TOLERANCE_SECONDS, Reason, identity_problems, reasons, verdict};
 

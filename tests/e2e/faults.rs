@@ -82,7 +82,7 @@ fn a_claim_that_never_binds_exits_3_naming_the_claim() {
 #[test]
 fn a_missing_default_storage_class_is_caught_before_anything_is_applied() {
     let sim = start_sim();
-    sim.faults().set_no_default_storage_class(true);
+    sim.remove_default_storage_class();
     let run = lab(&kubeconfig(&sim), &["up", "--timeout", "60"]);
     // A cluster set up without a default StorageClass is a configuration problem: exit 2.
     run.assert_code(2)

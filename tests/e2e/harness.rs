@@ -229,3 +229,28 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &str) -> String {
     assert_eq!(code, 0, "kubectl {args:?} failed: {stderr}");
     stdout
 }
+
+/// A JUnit report as a CI reader sees it, parsed by the `junitparser` library (PyPI): each testcase's name and,
+/// when it failed, its failure message. Fails the test with what to install when the library is missing.
+pub fn parse_junit(xml: &str) -> Vec<(String, Option<String>)> {
+    const READER: &str = r#"
+import json, sys
+try:
+    from junitparser import JUnitXml, Failure
+except ImportError:
+    sys.exit("junitparser is missing: pip install junitparser")
+xml = JUnitXml.fromstring(sys.stdin.read())
+suites = [xml] if xml._tag == "testsuite" else list(xml)
+cases = []
+for suite in suites:
+    for case in suite:
+        failed = [r for r in case.result if isinstance(r, Failure)]
+        cases.append([case.name, failed[0].message if failed else None])
+    assert suite.tests == len(list(suite)), "the tests attribute counts the testcases"
+    assert suite.failures == sum(1 for c in cases if c[1] is not None), "the failures attribute counts the failures"
+print(json.dumps(cases))
+"#;
+    let (code, out, err) = run_as_user(Path::new("/dev/null"), "python3", &["-c", READER], xml);
+    assert_eq!(code, 0, "junitparser cannot read the report: {err}\n{xml}");
+    serde_json::from_str(&out).expect("the reader prints JSON")
+}

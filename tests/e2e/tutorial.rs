@@ -2,7 +2,7 @@
 //! `tests/e2e/tutorial/`), on the lab `lab up` built: section 5's validation script on the primary, the read on
 //! the replica, the replica's refused write as root, and `04-health-check.sh` printing what the tutorial expects.
 
-use crate::harness::{kubeconfig, lab, run_as_user as run, start_sim};
+use crate::harness::{kubeconfig, lab, parse_junit, run_as_user as run, start_sim};
 
 const VALIDATE_SQL: &str = include_str!("tutorial/03-validate.sql");
 const HEALTH_CHECK: &str = include_str!("tutorial/04-health-check.sh");
@@ -94,7 +94,20 @@ fn the_tutorials_own_commands_work_on_the_lab_lab_built() {
         "the read-only error: {err}"
     );
     // The refused write left nothing behind: the next round trip still replicates (it used to stop with 1062).
-    lab(&kc, &["verify"]).assert_code(0);
+    // Graded as a CI pipeline would: every testcase of the JUnit report passes.
+    let graded = lab(&kc, &["verify", "-o", "junit"]);
+    graded.assert_code(0);
+    let cases = parse_junit(&graded.stdout);
+    assert!(cases.iter().all(|(_, failure)| failure.is_none()), "{cases:?}");
+    assert!(
+        cases
+            .iter()
+            .any(|(name, _)| name == "a row written on the primary reaches every replica"),
+        "{cases:?}"
+    );
+    lab(&kc, &["teardown", "--yes", "-o", "junit"])
+        .assert_code(2)
+        .assert_stderr_contains("-o junit is for the commands that check a lab (verify, status), not teardown");
 
     // scripts/04-health-check.sh, run with bash as the tutorial says.
     let script = std::env::temp_dir().join(format!("04-health-check-{}.sh", std::process::id()));

@@ -165,6 +165,15 @@ impl Kubesim {
         &self.control.faults
     }
 
+    /// A cluster without a default StorageClass, at once: the fault switch alone lets the controller remove the
+    /// class on its next pass, and a client listing classes before that still sees it.
+    pub fn remove_default_storage_class(&self) {
+        self.control.faults.set_no_default_storage_class(true);
+        self.control
+            .store
+            .remove("storageclasses", "", control::DEFAULT_STORAGE_CLASS);
+    }
+
     /// The object store, for tests that inspect or steer state directly.
     pub fn store(&self) -> &Store {
         &self.control.store

@@ -817,7 +817,7 @@ async fn parallel_statefulsets_create_every_pod_at_once_and_the_policy_cannot_ch
 #[tokio::test]
 async fn claims_without_a_class_stay_pending_and_block_scheduling() {
     let sim = control_plane();
-    sim.faults().set_no_default_storage_class(true);
+    sim.remove_default_storage_class();
     let client = client(&sim);
     create_namespace(&client, "database").await;
     eventually("the default class to disappear", || {
