@@ -5,5 +5,6 @@
 mod faults;
 mod harness;
 mod interrupt;
+mod kubectl;
 mod lifecycle;
 mod resume;

@@ -14,6 +14,7 @@ pub mod node;
 pub mod resources;
 pub mod runtime;
 pub mod selectors;
+pub mod spdy;
 pub mod status;
 pub mod store;
 pub mod streams;

@@ -150,7 +150,7 @@ fn go_error_text(err: &io::Error) -> String {
 
 /// The kubelet's message on the error channel when a port cannot be reached
 /// (`portforward/websocket.go`; the dial error as containerd's netns dialer reports it).
-fn port_forward_error_message(port: u16, pod_label: &str, err: &io::Error) -> String {
+pub(crate) fn port_forward_error_message(port: u16, pod_label: &str, err: &io::Error) -> String {
     let cause = if err.raw_os_error().is_some() {
         format!("dial tcp4 127.0.0.1:{port}: connect: {}", go_error_text(err))
     } else {
