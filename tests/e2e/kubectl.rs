@@ -1,6 +1,6 @@
-//! The real `kubectl` against kubesim, for what a student types in the tutorial: `kubectl port-forward` to pods
-//! and Services, with the real MariaDB client on the other end. They need kubectl 1.30 or later and the MariaDB
-//! client.
+//! The real `kubectl` against kubesim, for what a student types in the tutorial: `kubectl exec` with and without
+//! a terminal (in tmux, as a person at a terminal sees it) and `kubectl port-forward` to pods and Services, with
+//! the real MariaDB client on the other end. They need kubectl 1.30 or later, tmux and the MariaDB client.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -13,12 +13,299 @@ use crate::harness::{kubeconfig, lab, start_sim};
 const NS: &str = "database";
 const WAIT: Duration = Duration::from_secs(30);
 
+/// What a user sees from one kubectl run.
+struct Seen {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn kubectl_run(kc: &Path, args: &[&str], stdin: Stdio) -> Seen {
+    let output = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kc)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl does not run ({e}): install kubectl 1.30 or later"));
+    Seen {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// A lab brought up on a fresh simulator.
 fn lab_up() -> (kubesim::Kubesim, PathBuf) {
     let sim = start_sim();
     let kc = kubeconfig(&sim);
     lab(&kc, &["up"]).assert_code(0);
     (sim, kc)
+}
+
+// -- exec without a terminal --------------------------------------------------------------------------------------
+
+#[test]
+fn kubectl_exec_keeps_streams_apart_and_exits_with_the_command() {
+    let (_sim, kc) = lab_up();
+
+    let seen = kubectl_run(
+        &kc,
+        &[
+            "exec",
+            "mysql-0",
+            "-n",
+            NS,
+            "-c",
+            "mysql",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        Stdio::null(),
+    );
+    assert_eq!(seen.code, 3, "kubectl exits with the command's status: {}", seen.stderr);
+    assert_eq!(seen.stdout, "out\n");
+    assert!(seen.stderr.starts_with("err\n"), "stderr: {:?}", seen.stderr);
+    assert!(
+        seen.stderr.contains("command terminated with exit code 3"),
+        "{}",
+        seen.stderr
+    );
+
+    // A command the container does not have: the runtime's words, as kubectl prints them.
+    let seen = kubectl_run(
+        &kc,
+        &["exec", "mysql-0", "-n", NS, "-c", "mysql", "--", "no-such-command"],
+        Stdio::null(),
+    );
+    assert_eq!(seen.code, 1, "{}", seen.stderr);
+    assert!(
+        seen.stderr.contains(
+            "error executing command in container: OCI runtime exec failed: exec failed: unable to start container \
+             process: exec: \"no-such-command\": executable file not found in $PATH: unknown"
+        ),
+        "{}",
+        seen.stderr
+    );
+
+    // -i: stdin reaches the command and its end ends the command.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, "first\nsecond\n").expect("write input");
+    let file = || Stdio::from(std::fs::File::open(&input).expect("open input"));
+    let seen = kubectl_run(
+        &kc,
+        &["exec", "-i", "mysql-0", "-n", NS, "-c", "mysql", "--", "wc", "-l"],
+        file(),
+    );
+    assert_eq!((seen.code, seen.stdout.trim()), (0, "2"), "{}", seen.stderr);
+
+    // The tutorial's form: -it with a file on stdin. kubectl cannot use a terminal, says so, and runs the file.
+    let script = dir.path().join("check.sql");
+    std::fs::write(
+        &script,
+        "CREATE DATABASE IF NOT EXISTS kubectl_check;\n\
+         CREATE TABLE kubectl_check.numbers (n INT);\n\
+         INSERT INTO kubectl_check.numbers VALUES (1), (2), (39);\n\
+         SELECT SUM(n) AS total, @@server_id AS server FROM kubectl_check.numbers;\n",
+    )
+    .expect("write script");
+    let seen = kubectl_run(
+        &kc,
+        &[
+            "exec",
+            "-it",
+            "mysql-0",
+            "-n",
+            NS,
+            "--",
+            "mysql",
+            "-h",
+            "127.0.0.1",
+            "-uroot",
+            "-proot",
+        ],
+        Stdio::from(std::fs::File::open(&script).expect("open script")),
+    );
+    assert_eq!(seen.code, 0, "stderr: {}", seen.stderr);
+    assert_eq!(seen.stdout, "total\tserver\n42\t1\n");
+    assert!(seen.stderr.contains("Unable to use a TTY"), "{}", seen.stderr);
+
+    // A failing statement: the client's error on stderr, its exit status from kubectl.
+    std::fs::write(&script, "SELECT * FROM kubectl_check.missing;\n").expect("write script");
+    let seen = kubectl_run(
+        &kc,
+        &[
+            "exec",
+            "-i",
+            "mysql-0",
+            "-n",
+            NS,
+            "-c",
+            "mysql",
+            "--",
+            "mysql",
+            "-h",
+            "127.0.0.1",
+            "-uroot",
+            "-proot",
+        ],
+        Stdio::from(std::fs::File::open(&script).expect("open script")),
+    );
+    assert_eq!(seen.code, 1, "stderr: {}", seen.stderr);
+    assert_eq!(seen.stdout, "");
+    assert!(seen.stderr.contains("ERROR 1146"), "{}", seen.stderr);
+}
+
+// -- exec on a terminal, in tmux -----------------------------------------------------------------------------------
+
+/// A tmux server of our own (its own socket), killed at the end.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start() -> Tmux {
+        Tmux {
+            socket: format!("kubesim-e2e-{}", std::process::id()),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("tmux does not run ({e}): apt-get install tmux"));
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// A window of `width` x `height` running `command` under sh; the pane stays after it ends.
+    fn open(&self, name: &str, kc: &Path, width: u16, height: u16, command: &str) {
+        let kubeconfig = format!("KUBECONFIG={}", kc.display());
+        let (width, height) = (width.to_string(), height.to_string());
+        // The exit status goes on the screen: the pane is the user's view.
+        let shell = format!("{command}; echo \"kubectl exited $?\"; sleep 600");
+        self.command(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            &width,
+            "-y",
+            &height,
+            "-e",
+            &kubeconfig,
+            "sh",
+            "-c",
+            &shell,
+        ]);
+    }
+
+    /// Types `text` literally (tmux reads a trailing `;` as a command separator, so it is escaped), then Enter.
+    fn type_line(&self, name: &str, text: &str) {
+        let escaped = text.replace(';', "\\;");
+        self.command(&["send-keys", "-t", name, "-l", &escaped]);
+        self.command(&["send-keys", "-t", name, "Enter"]);
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.command(&["capture-pane", "-p", "-J", "-S", "-", "-t", name])
+    }
+
+    /// Waits until the screen shows `needle` (tmux offers no notification for pane content, so we poll it).
+    #[track_caller]
+    fn wait_for(&self, name: &str, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let screen = self.screen(name);
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "the screen never showed {needle:?}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn kubectl_exec_it_gives_a_terminal_that_follows_the_window() {
+    let (_sim, kc) = lab_up();
+    let tmux = Tmux::start();
+
+    // A shell script on the terminal: all three streams are the terminal; it reads the typed line, reports the
+    // window size on each Enter until it sees the new size, and exits with its own status.
+    let script = "test -t 0 && test -t 1 && test -t 2 && echo all-on-a-terminal; echo via-stderr >&2; \
+                  read line; echo \"typed $line\"; stty size; \
+                  while read line; do s=$(stty size); echo \"size $s\"; [ \"$s\" = \"25 90\" ] && break; done; exit 7";
+    tmux.open(
+        "shell",
+        &kc,
+        100,
+        30,
+        &format!("kubectl exec -it mysql-0 -n {NS} -c mysql -- sh -c '{script}'"),
+    );
+    tmux.wait_for("shell", "via-stderr");
+    let screen = tmux.screen("shell");
+    assert!(screen.contains("all-on-a-terminal"), "{screen}");
+    tmux.type_line("shell", "hello");
+    // The terminal echoes what is typed, then the script answers; the window is 100 x 30.
+    let screen = tmux.wait_for("shell", "typed hello");
+    assert!(screen.contains("hello\ntyped hello\n30 100"), "{screen}");
+    // Resizing the window resizes the terminal in the pod (kubectl sends the new size on the resize channel).
+    tmux.command(&["resize-window", "-t", "shell", "-x", "90", "-y", "25"]);
+    let started = Instant::now();
+    while !tmux.screen("shell").contains("size 25 90") {
+        assert!(
+            started.elapsed() < WAIT,
+            "the terminal never got the new size:\n{}",
+            tmux.screen("shell")
+        );
+        tmux.type_line("shell", "");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tmux.wait_for("shell", "kubectl exited 7");
+
+    // The tutorial's interactive client.
+    tmux.open(
+        "mysql",
+        &kc,
+        120,
+        30,
+        &format!("kubectl exec -it mysql-0 -n {NS} -- mariadb -h127.0.0.1 -uroot -proot"),
+    );
+    tmux.wait_for("mysql", "MariaDB [(none)]>");
+    tmux.type_line("mysql", "SELECT @@server_id;");
+    let screen = tmux.wait_for("mysql", "1 row in set");
+    assert!(
+        screen.contains("| @@server_id |\n+-------------+\n|           1 |\n+-------------+"),
+        "{screen}"
+    );
+    tmux.type_line("mysql", "exit");
+    let screen = tmux.wait_for("mysql", "kubectl exited 0");
+    assert!(screen.contains("Bye"), "{screen}");
 }
 
 // -- port-forward --------------------------------------------------------------------------------------------------

@@ -1481,6 +1481,23 @@ async fn port_forward(
         }))
 }
 
+/// The streams an exec asks for: (stdin, stdout, stderr, tty). Absent means false, as in `PodExecOptions`; a
+/// terminal carries stderr in its one output stream, so `tty` drops stderr (kubelet `remotecommand.NewOptions`).
+fn exec_streams(query: &Query) -> Result<(bool, bool, bool, bool), ApiError> {
+    let (stdin, stdout, stderr, tty) = (
+        query.flag("stdin"),
+        query.flag("stdout"),
+        query.flag("stderr"),
+        query.flag("tty"),
+    );
+    if !stdin && !stdout && !stderr {
+        return Err(ApiError::bad_request(
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ));
+    }
+    Ok((stdin, stdout, stderr && !tty, tty))
+}
+
 async fn exec(control: &ControlPlane, target: &Target, query: &Query, request: Request) -> Result<Response, ApiError> {
     let pod = pod(control, target)?;
     let pod_name = target.name()?.to_string();
@@ -1512,9 +1529,7 @@ async fn exec(control: &ControlPlane, target: &Target, query: &Query, request: R
             "you must specify at least one command for the container",
         ));
     }
-    let stdin = query.flag("stdin");
-    let stdout = query.get("stdout").is_none_or(|value| value == "true" || value == "1");
-    let stderr = query.get("stderr").is_none_or(|value| value == "true" || value == "1");
+    let (stdin, stdout, stderr, tty) = exec_streams(query)?;
     let runtime = control
         .runtime()
         .ok_or_else(|| ApiError::internal(500, "kubesim: no node runs pods in this simulator"))?;
@@ -1524,10 +1539,21 @@ async fn exec(control: &ControlPlane, target: &Target, query: &Query, request: R
         .protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
         .on_upgrade(move |socket| async move {
             let protocol = streams::ExecProtocol::of(&socket);
-            let child = runtime
-                .spawn_exec(namespace, pod_name, Some(container), argv, stdin)
-                .await;
-            streams::serve_exec(socket, protocol, child, stdin, stdout, stderr).await;
+            let process = if tty {
+                runtime
+                    .spawn_exec_terminal(namespace, pod_name, Some(container), argv)
+                    .await
+                    .map(|(child, terminal)| streams::ExecProcess {
+                        child,
+                        terminal: Some(terminal),
+                    })
+            } else {
+                runtime
+                    .spawn_exec(namespace, pod_name, Some(container), argv, stdin)
+                    .await
+                    .map(streams::ExecProcess::from)
+            };
+            streams::serve_exec(socket, protocol, process, stdin, stdout, stderr).await;
         }))
 }
 
@@ -1636,6 +1662,23 @@ mod tests {
             object,
             json!({ "metadata": { "labels": { "b": "2" } }, "list": [9, 2, 3] })
         );
+    }
+
+    #[test]
+    fn exec_streams_follow_pod_exec_options() {
+        let streams = |raw: &str| exec_streams(&Query::parse(raw)).map_err(|err| err.message);
+        // kubectl exec -it: no stderr parameter; a terminal has one output stream anyway.
+        assert_eq!(
+            streams("command=sh&stdin=true&stdout=true&tty=true"),
+            Ok((true, true, false, true))
+        );
+        assert_eq!(
+            streams("?&stdout=true&stderr=true&tty=true"),
+            Ok((false, true, false, true))
+        );
+        assert_eq!(streams("stdout=true&stderr=true"), Ok((false, true, true, false)));
+        let none = streams("command=sh").expect_err("no streams");
+        assert!(none.contains("at least 1 of stdin, stdout, stderr"), "{none}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod defaults;
 pub mod faults;
 pub mod kubeconfig;
 pub mod node;
+pub mod pty;
 pub mod resources;
 pub mod runtime;
 pub mod selectors;
