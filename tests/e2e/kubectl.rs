@@ -162,21 +162,24 @@ fn kubectl_exec_keeps_streams_apart_and_exits_with_the_command() {
 
 // -- exec on a terminal, in tmux -----------------------------------------------------------------------------------
 
-/// A tmux server of our own (its own socket), killed at the end.
+/// A tmux server of our own (its socket in a temporary directory), killed at the end.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Tmux {
     fn start() -> Tmux {
+        let dir = tempfile::tempdir().expect("temp dir");
         Tmux {
-            socket: format!("kubesim-e2e-{}", std::process::id()),
+            socket: dir.path().join("tmux"),
+            _dir: dir,
         }
     }
 
     fn command(&self, args: &[&str]) -> String {
         let output = Command::new("tmux")
-            .arg("-L")
+            .arg("-S")
             .arg(&self.socket)
             .args(args)
             .output()
@@ -244,7 +247,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
             .stderr(Stdio::null())
             .status();
     }
