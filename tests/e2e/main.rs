@@ -5,6 +5,7 @@
 mod faults;
 mod harness;
 mod interrupt;
+mod kubectl;
 mod lifecycle;
 mod resume;
 mod tutorial;

@@ -1437,15 +1437,55 @@ fn parse_ports(query: &Query) -> Result<Vec<u16>, ApiError> {
     Ok(ports)
 }
 
+/// How a port-forward request wants to talk, from its upgrade headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortForwardTransport {
+    /// WebSocket offering `SPDY/3.1+portforward.k8s.io` (kubectl 1.30+): SPDY tunnelled in Binary messages.
+    TunnelledSpdy,
+    /// `Upgrade: SPDY/3.1` (kubectl's fallback, and kubectl before 1.30).
+    Spdy,
+    /// WebSocket `v4.channel.k8s.io` (kube-rs and other WebSocket clients): ports in the query.
+    WebSocketChannels,
+}
+
+fn port_forward_transport(headers: &HeaderMap) -> PortForwardTransport {
+    let values = |name: header::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|value| value.trim().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    };
+    let upgrade = values(header::UPGRADE);
+    if upgrade.iter().any(|value| value == "websocket") {
+        let tunnel = crate::spdy::WEBSOCKET_TUNNEL_PROTOCOL.to_ascii_lowercase();
+        if values(header::SEC_WEBSOCKET_PROTOCOL).contains(&tunnel) {
+            return PortForwardTransport::TunnelledSpdy;
+        }
+        return PortForwardTransport::WebSocketChannels;
+    }
+    if upgrade.iter().any(|value| value.starts_with("spdy/3.1")) {
+        return PortForwardTransport::Spdy;
+    }
+    PortForwardTransport::WebSocketChannels
+}
+
 async fn port_forward(
     control: &ControlPlane,
     target: &Target,
     query: &Query,
-    request: Request,
+    mut request: Request,
 ) -> Result<Response, ApiError> {
     let pod = pod(control, target)?;
     let pod_name = target.name()?.to_string();
-    let ports = parse_ports(query)?;
+    let transport = port_forward_transport(request.headers());
+    // SPDY clients name their ports per stream; the WebSocket channel protocol needs them in the query.
+    let ports = match transport {
+        PortForwardTransport::WebSocketChannels => parse_ports(query)?,
+        PortForwardTransport::TunnelledSpdy | PortForwardTransport::Spdy => Vec::new(),
+    };
     if phase(&pod) != "Running" {
         return Err(ApiError::bad_request(format!(
             "pod {pod_name} is not running and cannot forward port {}; current phase is {}",
@@ -1456,7 +1496,6 @@ async fn port_forward(
     let runtime = control
         .runtime()
         .ok_or_else(|| ApiError::internal(500, "kubesim: no node runs pods in this simulator"))?;
-    let upgrade = upgrade(control, request).await?;
     let uid = pod
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
@@ -1464,23 +1503,69 @@ async fn port_forward(
         .to_string();
     let label = format!("{pod_name}, uid {uid}");
     let namespace = target.namespace.clone();
+    let connect = {
+        let pod_name = pod_name.clone();
+        move |port: u16| {
+            runtime
+                .clone()
+                .connect(namespace.clone(), pod_name.clone(), port)
+                .boxed()
+        }
+    };
+    if transport == PortForwardTransport::Spdy {
+        let on_upgrade = request
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .ok_or_else(|| ApiError::bad_request("unable to upgrade connection: the connection cannot be upgraded"))?;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    crate::spdy::serve_port_forward(hyper_util::rt::TokioIo::new(upgraded), label, connect).await;
+                }
+                Err(err) => tracing::info!("port-forward: SPDY upgrade failed: {err}"),
+            }
+        });
+        return Ok(Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "SPDY/3.1")
+            .header("X-Stream-Protocol-Version", crate::spdy::PORT_FORWARD_PROTOCOL)
+            .body(Body::empty())
+            .expect("a valid response"));
+    }
+    let upgrade = upgrade(control, request).await?;
     let drop_it = control.faults.take_port_forward_drop();
     Ok(upgrade
-        .protocols(["v4.channel.k8s.io"])
+        .protocols([crate::spdy::WEBSOCKET_TUNNEL_PROTOCOL, "v4.channel.k8s.io"])
         .on_upgrade(move |socket| async move {
             if drop_it {
                 tracing::info!(pod = %pod_name, "dropping a port-forward (fault injected)");
                 streams::drop_after_init(socket, ports).await;
                 return;
             }
-            let connect = move |port: u16| {
-                runtime
-                    .clone()
-                    .connect(namespace.clone(), pod_name.clone(), port)
-                    .boxed()
-            };
-            streams::serve_port_forward(socket, ports, label, connect).await;
+            if transport == PortForwardTransport::TunnelledSpdy {
+                crate::spdy::serve_tunnelled_port_forward(socket, label, connect).await;
+            } else {
+                streams::serve_port_forward(socket, ports, label, connect).await;
+            }
         }))
+}
+
+/// The streams an exec asks for: (stdin, stdout, stderr, tty). Absent means false, as in `PodExecOptions`; a
+/// terminal carries stderr in its one output stream, so `tty` drops stderr (kubelet `remotecommand.NewOptions`).
+fn exec_streams(query: &Query) -> Result<(bool, bool, bool, bool), ApiError> {
+    let (stdin, stdout, stderr, tty) = (
+        query.flag("stdin"),
+        query.flag("stdout"),
+        query.flag("stderr"),
+        query.flag("tty"),
+    );
+    if !stdin && !stdout && !stderr {
+        return Err(ApiError::bad_request(
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ));
+    }
+    Ok((stdin, stdout, stderr && !tty, tty))
 }
 
 async fn exec(control: &ControlPlane, target: &Target, query: &Query, request: Request) -> Result<Response, ApiError> {
@@ -1514,9 +1599,7 @@ async fn exec(control: &ControlPlane, target: &Target, query: &Query, request: R
             "you must specify at least one command for the container",
         ));
     }
-    let stdin = query.flag("stdin");
-    let stdout = query.get("stdout").is_none_or(|value| value == "true" || value == "1");
-    let stderr = query.get("stderr").is_none_or(|value| value == "true" || value == "1");
+    let (stdin, stdout, stderr, tty) = exec_streams(query)?;
     let runtime = control
         .runtime()
         .ok_or_else(|| ApiError::internal(500, "kubesim: no node runs pods in this simulator"))?;
@@ -1526,10 +1609,21 @@ async fn exec(control: &ControlPlane, target: &Target, query: &Query, request: R
         .protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
         .on_upgrade(move |socket| async move {
             let protocol = streams::ExecProtocol::of(&socket);
-            let child = runtime
-                .spawn_exec(namespace, pod_name, Some(container), argv, stdin)
-                .await;
-            streams::serve_exec(socket, protocol, child, stdin, stdout, stderr).await;
+            let process = if tty {
+                runtime
+                    .spawn_exec_terminal(namespace, pod_name, Some(container), argv)
+                    .await
+                    .map(|(child, terminal)| streams::ExecProcess {
+                        child,
+                        terminal: Some(terminal),
+                    })
+            } else {
+                runtime
+                    .spawn_exec(namespace, pod_name, Some(container), argv, stdin)
+                    .await
+                    .map(streams::ExecProcess::from)
+            };
+            streams::serve_exec(socket, protocol, process, stdin, stdout, stderr).await;
         }))
 }
 
@@ -1638,5 +1732,51 @@ mod tests {
             object,
             json!({ "metadata": { "labels": { "b": "2" } }, "list": [9, 2, 3] })
         );
+    }
+
+    #[test]
+    fn exec_streams_follow_pod_exec_options() {
+        let streams = |raw: &str| exec_streams(&Query::parse(raw)).map_err(|err| err.message);
+        // kubectl exec -it: no stderr parameter; a terminal has one output stream anyway.
+        assert_eq!(
+            streams("command=sh&stdin=true&stdout=true&tty=true"),
+            Ok((true, true, false, true))
+        );
+        assert_eq!(
+            streams("?&stdout=true&stderr=true&tty=true"),
+            Ok((false, true, false, true))
+        );
+        assert_eq!(streams("stdout=true&stderr=true"), Ok((false, true, true, false)));
+        let none = streams("command=sh").expect_err("no streams");
+        assert!(none.contains("at least 1 of stdin, stdout, stderr"), "{none}");
+    }
+
+    #[test]
+    fn port_forward_transport_follows_the_upgrade_headers() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, header::HeaderValue::from_static(value));
+            }
+            map
+        };
+        // kubectl 1.30+: SPDY tunnelled through a WebSocket.
+        let kubectl = headers(&[
+            ("upgrade", "websocket"),
+            ("sec-websocket-protocol", "SPDY/3.1+portforward.k8s.io"),
+        ]);
+        assert_eq!(port_forward_transport(&kubectl), PortForwardTransport::TunnelledSpdy);
+        // kubectl's fallback and older kubectl.
+        let spdy = headers(&[
+            ("upgrade", "SPDY/3.1"),
+            ("x-stream-protocol-version", "portforward.k8s.io"),
+        ]);
+        assert_eq!(port_forward_transport(&spdy), PortForwardTransport::Spdy);
+        // kube-rs.
+        let kube = headers(&[
+            ("upgrade", "websocket"),
+            ("sec-websocket-protocol", "v4.channel.k8s.io"),
+        ]);
+        assert_eq!(port_forward_transport(&kube), PortForwardTransport::WebSocketChannels);
     }
 }

@@ -22,6 +22,22 @@ pub trait PodRuntime: Send + Sync + 'static {
         argv: Vec<String>,
         stdin: bool,
     ) -> BoxFuture<'static, io::Result<Child>>;
+    /// `argv` started inside the pod on a new terminal (exec with `tty=true`).
+    fn spawn_exec_terminal(
+        self: Arc<Self>,
+        _namespace: String,
+        _pod: String,
+        _container: Option<String>,
+        _argv: Vec<String>,
+    ) -> BoxFuture<'static, io::Result<(Child, crate::pty::Terminal)>> {
+        async {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this node offers no terminals",
+            ))
+        }
+        .boxed()
+    }
     fn logs(
         &self,
         namespace: &str,
@@ -54,6 +70,19 @@ impl PodRuntime for crate::node::Node {
     ) -> BoxFuture<'static, io::Result<Child>> {
         async move { crate::node::Node::spawn_exec(&self, &namespace, &pod, container.as_deref(), &argv, stdin).await }
             .boxed()
+    }
+
+    fn spawn_exec_terminal(
+        self: Arc<Self>,
+        namespace: String,
+        pod: String,
+        container: Option<String>,
+        argv: Vec<String>,
+    ) -> BoxFuture<'static, io::Result<(Child, crate::pty::Terminal)>> {
+        async move {
+            crate::node::Node::spawn_exec_terminal(&self, &namespace, &pod, container.as_deref(), &argv).await
+        }
+        .boxed()
     }
 
     fn logs(

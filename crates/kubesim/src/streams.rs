@@ -2,9 +2,13 @@
 //!
 //! Every frame is Binary with the channel number in byte 0 (`wsstream`). Port-forward (`v4.channel.k8s.io`):
 //! port index i uses data channel 2i and error channel 2i+1, each opened by a 3-byte `[ch, port lo, port hi]`
-//! frame. Exec (`v4`/`v5.channel.k8s.io`): 0 stdin, 1 stdout, 2 stderr, 3 status, 4 resize, 255 close (v5).
+//! frame. Exec (`v4`/`v5.channel.k8s.io`, what kube-rs and kubectl 1.30+ use): 0 stdin, 1 stdout, 2 stderr,
+//! 3 status, 4 resize, 255 close (v5). With `tty=true` the process runs on a pseudo-terminal: its output is one
+//! stream on channel 1 and resize messages set the terminal's size. kubectl's port-forward speaks SPDY instead
+//! (see `spdy`).
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -16,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::pty::{self, Terminal};
 
 /// How long we keep reading after a Close so the closing handshake can finish, before dropping the socket.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +36,7 @@ const STDIN_CHANNEL: u8 = 0;
 const STDOUT_CHANNEL: u8 = 1;
 const STDERR_CHANNEL: u8 = 2;
 const STATUS_CHANNEL: u8 = 3;
+const RESIZE_CHANNEL: u8 = 4;
 const CLOSE_CHANNEL: u8 = 255;
 
 /// Which channel protocol the exec upgrade negotiated.
@@ -114,6 +121,8 @@ enum ExecInput<'a> {
     Stdin(&'a [u8]),
     /// v5 `[255, 0]`: the client has no more stdin.
     CloseStdin,
+    /// Channel 4: the client's terminal changed size (JSON `{"Width":..,"Height":..}`).
+    Resize(&'a [u8]),
     /// The client ended the session (Close frame).
     Close,
     Ignore,
@@ -124,7 +133,7 @@ fn classify_exec_input(message: &Message, protocol: ExecProtocol) -> ExecInput<'
         Message::Binary(bytes) if bytes.len() > 1 => match bytes[0] {
             STDIN_CHANNEL => ExecInput::Stdin(&bytes[1..]),
             CLOSE_CHANNEL if protocol == ExecProtocol::V5 && bytes[1] == STDIN_CHANNEL => ExecInput::CloseStdin,
-            // Resize (4) only matters with a tty, which kubesim does not offer.
+            RESIZE_CHANNEL => ExecInput::Resize(&bytes[1..]),
             _ => ExecInput::Ignore,
         },
         Message::Close(_) => ExecInput::Close,
@@ -150,7 +159,7 @@ fn go_error_text(err: &io::Error) -> String {
 
 /// The kubelet's message on the error channel when a port cannot be reached
 /// (`portforward/websocket.go`; the dial error as containerd's netns dialer reports it).
-fn port_forward_error_message(port: u16, pod_label: &str, err: &io::Error) -> String {
+pub(crate) fn port_forward_error_message(port: u16, pod_label: &str, err: &io::Error) -> String {
     let cause = if err.raw_os_error().is_some() {
         format!("dial tcp4 127.0.0.1:{port}: connect: {}", go_error_text(err))
     } else {
@@ -160,7 +169,7 @@ fn port_forward_error_message(port: u16, pod_label: &str, err: &io::Error) -> St
 }
 
 /// An exec spawn error as the container runtime words it, naming the executable (`argv[0]`).
-/// The api layer maps `Node::spawn_exec` errors through this before handing them to [`serve_exec`].
+/// The node maps the errors of spawning an exec through this, so [`serve_exec`] reports them as a kubelet does.
 pub fn describe_spawn_failure(argv: &[String], err: io::Error) -> io::Error {
     let executable = argv.first().map(String::as_str).unwrap_or("");
     let reason = match err.kind() {
@@ -455,14 +464,28 @@ async fn forward_port(
 // Exec
 // ---------------------------------------------------------------------------------------------------------------
 
+/// A spawned exec: the child with its pipes, or on a terminal.
+pub struct ExecProcess {
+    pub child: tokio::process::Child,
+    /// With `tty=true`: the terminal that is the child's stdin, stdout and stderr (its pipes are unset).
+    pub terminal: Option<Terminal>,
+}
+
+impl From<tokio::process::Child> for ExecProcess {
+    fn from(child: tokio::process::Child) -> ExecProcess {
+        ExecProcess { child, terminal: None }
+    }
+}
+
 /// Serves one exec WebSocket over an already spawned child (or its spawn error).
 ///
 /// Output is streamed as it comes; once the child has exited and all its output is sent, the Status goes on
-/// channel 3 and the socket is closed. `stdout`/`stderr` false: that output is read and dropped.
+/// channel 3 and the socket is closed. `stdout`/`stderr` false: that output is read and dropped. On a terminal
+/// all output goes on stdout, stdin is typed into the terminal, and resize messages set its size.
 pub async fn serve_exec(
     ws: WebSocket,
     protocol: ExecProtocol,
-    child: io::Result<tokio::process::Child>,
+    process: io::Result<ExecProcess>,
     stdin: bool,
     stdout: bool,
     stderr: bool,
@@ -473,8 +496,8 @@ pub async fn serve_exec(
         .send(Outgoing::Frame(frame(exec_ready_channel(stdout, stderr), &[])))
         .await;
 
-    let mut child = match child {
-        Ok(child) => child,
+    let (mut child, terminal) = match process {
+        Ok(process) => (process.child, process.terminal.map(Arc::new)),
         Err(err) => {
             send_status_and_close(&outgoing, &ExecOutcome::Failed(err.to_string())).await;
             drain(&mut stream).await;
@@ -483,8 +506,21 @@ pub async fn serve_exec(
         }
     };
 
-    let mut to_stdin = match (stdin, child.stdin.take()) {
-        (true, Some(mut pipe)) => {
+    let mut to_stdin = match (stdin, child.stdin.take(), &terminal) {
+        (true, _, Some(terminal)) => {
+            let (tx, mut rx) = mpsc::channel::<Bytes>(INCOMING_QUEUE);
+            let terminal = terminal.clone();
+            tokio::spawn(async move {
+                while let Some(bytes) = rx.recv().await {
+                    if terminal.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                // A terminal has no end of input; the process ends when the user ends it.
+            });
+            Some(tx)
+        }
+        (true, Some(mut pipe), None) => {
             let (tx, mut rx) = mpsc::channel::<Bytes>(INCOMING_QUEUE);
             tokio::spawn(async move {
                 while let Some(bytes) = rx.recv().await {
@@ -502,7 +538,13 @@ pub async fn serve_exec(
     let stdout_pipe = child.stdout.take();
     let stderr_pipe = child.stderr.take();
     let output_sink = outgoing.clone();
+    let output_terminal = terminal.clone();
     let mut completion = std::pin::pin!(async move {
+        if let Some(terminal) = output_terminal
+            && let Err(err) = pump_terminal(&terminal, stdout, &output_sink).await
+        {
+            tracing::debug!("exec: reading the terminal failed: {err}");
+        }
         let copy = |pipe: Option<_>, channel: u8, wanted: bool| {
             let sink = output_sink.clone();
             async move {
@@ -523,6 +565,9 @@ pub async fn serve_exec(
         }
     });
 
+    // None: the terminal was hung up because its user left (Close or a dropped socket). Nobody can type into it
+    // any more, so the process is ended like a terminal session whose connection drops (SIGHUP to the session
+    // when the terminal closes, and the child is killed), instead of lingering.
     let mut client_gone = false;
     let outcome = loop {
         tokio::select! {
@@ -530,6 +575,9 @@ pub async fn serve_exec(
                 let Some(Ok(message)) = message else {
                     client_gone = true;
                     to_stdin = None;
+                    if terminal.is_some() {
+                        break None;
+                    }
                     continue;
                 };
                 match classify_exec_input(&message, protocol) {
@@ -540,21 +588,36 @@ pub async fn serve_exec(
                             to_stdin = None;
                         }
                     }
+                    // On a terminal there is nothing to close: stdin stays open, as with a kubelet's tty.
+                    ExecInput::CloseStdin if terminal.is_some() => {}
                     ExecInput::CloseStdin => to_stdin = None,
+                    ExecInput::Resize(payload) => {
+                        if let (Some(terminal), Some((width, height))) = (&terminal, pty::parse_resize(payload))
+                            && let Err(err) = terminal.resize(width, height)
+                        {
+                            tracing::debug!("exec: resizing the terminal failed: {err}");
+                        }
+                    }
                     // v4 has no close channel: the client closes the socket to end stdin. Keep reading so the
                     // reply to its Close is flushed; the rest of the output can no longer be delivered.
+                    ExecInput::Close if terminal.is_some() => break None,
                     ExecInput::Close => to_stdin = None,
                     ExecInput::Ignore => {}
                 }
             }
-            outcome = &mut completion => break outcome,
+            outcome = &mut completion => break Some(outcome),
         }
     };
     drop(to_stdin);
 
-    if !client_gone {
-        send_status_and_close(&outgoing, &outcome).await;
-        drain(&mut stream).await;
+    match outcome {
+        _ if client_gone => {}
+        Some(outcome) => {
+            send_status_and_close(&outgoing, &outcome).await;
+            drain(&mut stream).await;
+        }
+        // Hung up on the client's Close: read on so our reply to it is flushed.
+        None => drain(&mut stream).await,
     }
     finish_writer(outgoing, writer).await;
 }
@@ -563,6 +626,26 @@ async fn send_status_and_close(outgoing: &mpsc::Sender<Outgoing>, outcome: &Exec
     let status = serde_json::to_vec(&exec_status(outcome)).expect("a json! value always serializes");
     let _ = outgoing.send(Outgoing::Frame(frame(STATUS_CHANNEL, &status))).await;
     let _ = outgoing.send(Outgoing::Close).await;
+}
+
+/// Copies a terminal's output to the client on stdout (or drops it) until the terminal is closed.
+async fn pump_terminal(terminal: &Terminal, wanted: bool, outgoing: &mpsc::Sender<Outgoing>) -> io::Result<()> {
+    let mut buf = vec![0u8; READ_CHUNK + 1];
+    buf[0] = STDOUT_CHANNEL;
+    loop {
+        let n = terminal.read(&mut buf[1..]).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if wanted
+            && outgoing
+                .send(Outgoing::Frame(Bytes::copy_from_slice(&buf[..=n])))
+                .await
+                .is_err()
+        {
+            return Ok(());
+        }
+    }
 }
 
 /// Either output pipe of the child, so one copy routine serves both.
@@ -648,7 +731,10 @@ mod tests {
         let stdin = Message::Binary(Bytes::from_static(&[0, b'x']));
         assert_eq!(classify_exec_input(&stdin, ExecProtocol::V4), ExecInput::Stdin(b"x"));
         let resize = Message::Binary(Bytes::from_static(b"\x04{\"Width\":80,\"Height\":24}"));
-        assert_eq!(classify_exec_input(&resize, ExecProtocol::V5), ExecInput::Ignore);
+        assert_eq!(
+            classify_exec_input(&resize, ExecProtocol::V5),
+            ExecInput::Resize(b"{\"Width\":80,\"Height\":24}")
+        );
         assert_eq!(
             ExecProtocol::from_negotiated(Some("v5.channel.k8s.io")),
             ExecProtocol::V5
@@ -769,6 +855,18 @@ mod tests {
                         std::process::Stdio::null()
                     }
                 };
+                if query_flag(&query, "tty") {
+                    let mut command = std::process::Command::new(&argv[0]);
+                    command.args(&argv[1..]);
+                    let process = Terminal::attach(&mut command).and_then(|terminal| {
+                        let child = tokio::process::Command::from(command).kill_on_drop(true).spawn()?;
+                        Ok(ExecProcess {
+                            child,
+                            terminal: Some(terminal),
+                        })
+                    });
+                    return serve_exec(socket, protocol, process, stdin, stdout, false).await;
+                }
                 let child = tokio::process::Command::new(&argv[0])
                     .args(&argv[1..])
                     .stdin(piped(stdin))
@@ -776,7 +874,8 @@ mod tests {
                     .stderr(piped(stderr))
                     .kill_on_drop(true)
                     .spawn()
-                    .map_err(|err| describe_spawn_failure(&argv, err));
+                    .map_err(|err| describe_spawn_failure(&argv, err))
+                    .map(ExecProcess::from);
                 serve_exec(socket, protocol, child, stdin, stdout, stderr).await
             })
     }
@@ -1040,6 +1139,83 @@ mod tests {
         assert_eq!(status.status.as_deref(), Some("Failure"));
         assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
         assert_eq!(exit_code_cause(&status).as_deref(), Some("3"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exec_on_a_terminal_types_stdin_resizes_and_reports_the_exit_code() {
+        let pods = start_api(HashMap::new()).await;
+        let script = "test -t 0 && test -t 1 && test -t 2 && echo on-a-tty; read line; stty size; echo err >&2; exit 2";
+        let params = AttachParams::interactive_tty();
+        let mut attached = pods.exec("p", vec!["sh", "-c", script], &params).await.expect("exec");
+        let mut stdout = attached.stdout().expect("stdout");
+        assert!(attached.stderr().is_none(), "a terminal has one output stream");
+        let mut output = Vec::new();
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&output).contains("on-a-tty") {
+            let n = within(stdout.read(&mut buf)).await.expect("in time").expect("read");
+            assert!(n > 0, "output ended early: {:?}", String::from_utf8_lossy(&output));
+            output.extend_from_slice(&buf[..n]);
+        }
+        let mut sizes = attached.terminal_size().expect("resize channel");
+        sizes
+            .send(kube::api::TerminalSize { width: 91, height: 17 })
+            .await
+            .expect("send size");
+        // The size is set before the line is typed: both travel the same socket in order.
+        let mut stdin = attached.stdin().expect("stdin");
+        stdin.write_all(b"go\n").await.expect("type");
+        within(stdout.read_to_end(&mut output))
+            .await
+            .expect("in time")
+            .expect("read");
+        // The terminal echoes what is typed, ends lines with \r\n, and carries stderr.
+        assert_eq!(String::from_utf8_lossy(&output), "on-a-tty\r\ngo\r\n17 91\r\nerr\r\n");
+        let status = within(attached.take_status().expect("status future"))
+            .await
+            .expect("in time")
+            .expect("status");
+        assert_eq!(exit_code_cause(&status).as_deref(), Some("2"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_terminal_whose_client_leaves_ends_its_process() {
+        let pods = start_api(HashMap::new()).await;
+        let params = AttachParams::interactive_tty();
+        let mut attached = pods
+            .exec("p", vec!["sh", "-c", "echo pid=$$; exec cat"], &params)
+            .await
+            .expect("exec");
+        let mut stdout = attached.stdout().expect("stdout");
+        let mut output = Vec::new();
+        let mut buf = [0u8; 256];
+        let pid = loop {
+            let text = String::from_utf8_lossy(&output).into_owned();
+            if let Some(pid) = text
+                .strip_prefix("pid=")
+                .and_then(|rest| rest.split_once("\r\n"))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            {
+                break pid;
+            }
+            let n = within(stdout.read(&mut buf)).await.expect("in time").expect("read");
+            assert!(n > 0, "output ended early: {text:?}");
+            output.extend_from_slice(&buf[..n]);
+        };
+        // The user's connection drops without a goodbye (kubectl killed, laptop closed).
+        attached.abort();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // Gone, or a zombie waiting to be reaped: either way it no longer runs.
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z ") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the process on the terminal outlived its user"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

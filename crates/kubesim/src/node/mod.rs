@@ -219,11 +219,56 @@ impl Node {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        let child = self.inner.spawner.spawn_tokio(command).await?;
+        let child = self
+            .inner
+            .spawner
+            .spawn_tokio(command)
+            .await
+            .map_err(|err| crate::streams::describe_spawn_failure(argv, err))?;
         if let Some(pid) = child.id() {
             state.track_exec(pid as i32);
         }
         Ok(child)
+    }
+
+    /// Spawns `argv` inside the pod like [`Node::spawn_exec`], on a new terminal (exec with `tty=true`): the
+    /// terminal is its controlling terminal, stdin, stdout and stderr.
+    pub async fn spawn_exec_terminal(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        argv: &[String],
+    ) -> std::io::Result<(tokio::process::Child, crate::pty::Terminal)> {
+        let state = self.inner.find(namespace, pod)?;
+        let container = match container {
+            Some(name) => name.to_string(),
+            None => state.default_container(),
+        };
+        let entry = state.entry(&container).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("container {container} is not running in pod {pod}"),
+            )
+        })?;
+        if argv.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"));
+        }
+        let mut command = entry.session_command(argv);
+        let terminal = crate::pty::Terminal::attach(&mut command)?;
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
+        let child = self
+            .inner
+            .spawner
+            .spawn_tokio(command)
+            .await
+            .map_err(|err| crate::streams::describe_spawn_failure(argv, err))?;
+        if let Some(pid) = child.id() {
+            // The child leads its own session, hence a process group with its pid.
+            state.track_exec(pid as i32);
+        }
+        Ok((child, terminal))
     }
 
     /// Container log of the current (or previous) instance; None when there is none.

@@ -265,12 +265,25 @@ pub struct Entry {
 impl Entry {
     /// A command that runs `argv` inside the container. Keep `self` alive until it is spawned.
     pub fn command(&self, argv: &[String]) -> std::process::Command {
+        self.command_in(argv, sys::prepare)
+    }
+
+    /// Like [`Entry::command`] for a process that starts its own session (see `sys::prepare_in_session`).
+    pub fn session_command(&self, argv: &[String]) -> std::process::Command {
+        self.command_in(argv, sys::prepare_in_session)
+    }
+
+    fn command_in(
+        &self,
+        argv: &[String],
+        prepare: fn(&mut std::process::Command, &str, Vec<Step>),
+    ) -> std::process::Command {
         let mut command = std::process::Command::new(argv.first().map_or("sh", String::as_str));
         command
             .args(argv.iter().skip(1))
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)));
-        sys::prepare(
+        prepare(
             &mut command,
             &self.marker,
             vec![

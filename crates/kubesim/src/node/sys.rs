@@ -130,9 +130,15 @@ fn run_step(step: &Step) -> io::Result<()> {
 /// Adds the pre-exec work to a command: the node marker, die with the simulator, own process group, then the
 /// steps.
 pub fn prepare(command: &mut std::process::Command, marker: &str, steps: Vec<Step>) {
+    command.process_group(0);
+    prepare_in_session(command, marker, steps);
+}
+
+/// Like [`prepare`] without the process group: for a process that starts its own session (a terminal's; a group
+/// leader cannot), which makes it the leader of a new group all the same.
+pub fn prepare_in_session(command: &mut std::process::Command, marker: &str, steps: Vec<Step>) {
     let parent = std::process::id() as libc::pid_t;
     command.env(MARKER, marker);
-    command.process_group(0);
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared before the fork.
     unsafe {
         command.pre_exec(move || {
