@@ -63,6 +63,8 @@ pub enum Command {
     Teardown(TeardownArgs),
     /// Print the manifests exactly as `lab up` would apply them (Secret values redacted).
     Render(RenderArgs),
+    /// Show one of the tutorial's behaviours live on a running lab, narrated for a class (`lab demo list`).
+    Demo(DemoArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -119,6 +121,17 @@ pub struct RenderArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub manifests: ManifestArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The demo to run, or `list` to list them: identity, storage, scale, lag.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Wait for Enter between steps (on a terminal; ignored elsewhere).
+    #[arg(long)]
+    pub pause: bool,
 }
 
 #[derive(Debug, Args)]

@@ -35,13 +35,14 @@ pub async fn run(cli: Cli) -> ExitStatus {
     init_logging(settings.verbosity, settings.color);
     let progress = Progress::new(settings.progress, settings.color);
     let reports = matches!(cli.command, Command::Up(_) | Command::Verify | Command::Status);
+    let demo = matches!(cli.command, Command::Demo(_));
     let mut runner = Runner::new(&progress);
     if let Some(checkpoint) = std::env::var_os("LAB_INTERRUPT_AT") {
         interrupt::interrupt_at(&checkpoint.to_string_lossy());
     }
     let result = tokio::select! {
         biased;
-        _ = interrupt::interrupted() => Err(Interrupted.into()),
+        _ = interrupt::interrupted() => Err(if demo { DemoInterrupted.into() } else { Interrupted.into() }),
         result = dispatch(cli.command, &settings, &mut runner) => result,
     };
     match result {
@@ -67,6 +68,21 @@ pub async fn run(cli: Cli) -> ExitStatus {
 pub struct Interrupted;
 
 impl exit::Classify for Interrupted {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Interrupted
+    }
+}
+
+/// Ctrl-C during a demo: the demo may have left a change in place (a pod scaled away, a stopped SQL thread, a
+/// missing role label); every one of them is something `lab up` repairs.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted: the demo stopped part-way and may have left the lab changed; run `lab up` to repair it (it \
+     restarts stopped replication, scales back, puts back role labels), then `lab verify`"
+)]
+pub struct DemoInterrupted;
+
+impl exit::Classify for DemoInterrupted {
     fn exit_status(&self) -> ExitStatus {
         ExitStatus::Interrupted
     }
@@ -111,6 +127,18 @@ async fn dispatch(command: Command, settings: &Settings, runner: &mut Runner<'_>
             };
             print_result(&commands::render::run(&manifests, &settings.namespace, secrets)?);
             Ok(ExitStatus::Success)
+        }
+        Command::Demo(args) => {
+            if args.name == "list" {
+                print_result(&commands::demo::list());
+                return Ok(ExitStatus::Success);
+            }
+            let report = commands::demo::run(settings, &args.name, args.pause, runner).await?;
+            match settings.format {
+                Format::Json => print_result(&serde_json::to_string_pretty(&report)?),
+                Format::Table => print_result(&commands::demo::render_summary(&report)),
+            }
+            Ok(report.exit_status())
         }
         Command::Completions { shell } => {
             let mut out = Vec::new();

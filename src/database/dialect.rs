@@ -15,6 +15,7 @@ const SERVER_FACTS_SQL: &str = include_str!("../../sql/00-server-facts.sql");
 const PRIMARY_SETUP_SQL: &str = include_str!("../../sql/01-primary-setup.sql");
 const REPLICA_SETUP_SQL: &str = include_str!("../../sql/02-replica-setup.sql");
 const VALIDATE_SQL: &str = include_str!("../../sql/03-validate.sql");
+const DEMO_SQL: &str = include_str!("../../sql/04-demo.sql");
 
 /// Seconds between the replica's reconnection attempts (the server default of 60 s makes a primary restart
 /// cost a minute of replication).
@@ -320,6 +321,35 @@ impl Dialect {
             .expect("section read_only_check holds exactly three statements (tested)")
     }
 
+    /// `STOP REPLICA SQL_THREAD` or `STOP SLAVE SQL_THREAD` (the lag demo).
+    pub fn stop_sql_thread_statement(&self) -> Statement {
+        self.render_one(DEMO_SQL, "stop_sql_thread", &[])
+    }
+
+    /// `START REPLICA SQL_THREAD` or `START SLAVE SQL_THREAD`.
+    pub fn start_sql_thread_statement(&self) -> Statement {
+        self.render_one(DEMO_SQL, "start_sql_thread", &[])
+    }
+
+    /// `STOP REPLICA IO_THREAD` or `STOP SLAVE IO_THREAD`.
+    pub fn stop_io_thread(&self) -> Statement {
+        self.render_one(DEMO_SQL, "stop_io_thread", &[])
+    }
+
+    /// `START REPLICA IO_THREAD` or `START SLAVE IO_THREAD`.
+    pub fn start_io_thread(&self) -> Statement {
+        self.render_one(DEMO_SQL, "start_io_thread", &[])
+    }
+
+    /// `SET GLOBAL server_id = N` (runtime only).
+    pub fn set_server_id(&self, server_id: u32) -> Statement {
+        self.render_one(
+            DEMO_SQL,
+            "set_server_id",
+            &[("SERVER_ID", Value::Number(u64::from(server_id)))],
+        )
+    }
+
     /// `START REPLICA` or `START SLAVE`, for repair hints.
     pub fn start_replica(&self) -> String {
         format!("START {}", self.replica_keyword())
@@ -515,6 +545,38 @@ mod tests {
         "10.11.19-MariaDB-0+deb12u1-log",
         "11.4.12-MariaDB-ubu2404",
     ];
+
+    #[test]
+    fn demo_statements_follow_the_replica_keyword_of_each_version() {
+        let demo = |v: &str| {
+            let d = dialect(v);
+            [
+                d.stop_sql_thread_statement(),
+                d.start_sql_thread_statement(),
+                d.stop_io_thread(),
+                d.start_io_thread(),
+                d.set_server_id(1),
+            ]
+            .iter()
+            .map(|s| s.text().to_string())
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            demo("8.4.10"),
+            [
+                "STOP REPLICA SQL_THREAD",
+                "START REPLICA SQL_THREAD",
+                "STOP REPLICA IO_THREAD",
+                "START REPLICA IO_THREAD",
+                "SET GLOBAL server_id = 1",
+            ]
+        );
+        assert_eq!(demo("10.11.19-MariaDB-0+deb12u1-log")[0], "STOP SLAVE SQL_THREAD");
+        assert_eq!(demo("8.0.21")[3], "START SLAVE IO_THREAD");
+        for version in ALL_VERSIONS {
+            assert!(demo(version).iter().all(|text| !text.contains("{{")), "{version}");
+        }
+    }
 
     #[test]
     fn replica_setup_before_mysql_8_0_22_uses_master_and_slave_forms_with_the_public_key() {

@@ -1,0 +1,119 @@
+//! `lab demo`: each demo on a lab `lab up` built, its observations, a Ctrl-C in the middle that `lab up` repairs,
+//! and the refusal on a missing or broken lab.
+
+use serde_json::Value;
+
+use crate::harness::{kubeconfig, lab, lab_with_env, sql, start_sim};
+
+/// Every observation of the demo, as (what, matched, observed).
+fn observations(report: &Value) -> Vec<(String, bool, String)> {
+    report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .flat_map(|s| s["observations"].as_array().expect("observations").iter())
+        .map(|o| {
+            (
+                o["what"].as_str().unwrap().to_string(),
+                o["matched"].as_bool().unwrap(),
+                o["observed"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn observed<'a>(all: &'a [(String, bool, String)], what: &str) -> &'a (String, bool, String) {
+    all.iter()
+        .find(|(w, _, _)| w == what)
+        .unwrap_or_else(|| panic!("no observation {what:?} in {all:#?}"))
+}
+
+#[track_caller]
+fn assert_all_matched(report: &Value) {
+    let all = observations(report);
+    let failed: Vec<_> = all.iter().filter(|(_, matched, _)| !matched).collect();
+    assert!(
+        failed.is_empty(),
+        "observations that did not match: {failed:#?}\n{report:#}"
+    );
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["verdict"], "HEALTHY", "{report:#}");
+    assert!(report["duration_ms"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn demo_list_and_a_missing_lab() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    let list = lab(&kc, &["demo", "list"]);
+    list.assert_code(0);
+    for name in ["identity", "storage", "scale", "lag"] {
+        assert!(list.stdout.lines().any(|l| l.starts_with(name)), "{}", list.stdout);
+    }
+    lab(&kc, &["demo", "nope"])
+        .assert_code(2)
+        .assert_stderr_contains("no demo called \"nope\"");
+    lab(&kc, &["demo", "identity"])
+        .assert_code(2)
+        .assert_stderr_contains("run `lab up` first");
+}
+
+#[test]
+fn demo_identity_shows_a_recreated_pod_keeping_its_name_claim_and_data() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up"]).assert_code(0);
+    let run = lab(&kc, &["demo", "identity", "-o", "json"]);
+    run.assert_code(0);
+    let report = run.json();
+    assert_all_matched(&report);
+    assert_eq!(report["demo"], "identity");
+    let all = observations(&report);
+    for pod in ["mysql-0", "mysql-1"] {
+        let (_, _, uids) = observed(&all, "pod uid");
+        assert!(uids.contains(" → "), "{uids}");
+        assert!(observed(&all, &format!("the row on the new {pod}")).1);
+        assert!(observed(&all, &format!("old {pod} terminated (grace period, SIGTERM)")).1);
+    }
+    let (_, _, io) = observed(&all, "mysql-1's IO thread while mysql-0 was away");
+    assert!(io.contains("Connecting"), "{io}");
+    assert!(
+        run.stderr.contains("$ kubectl -n database delete pod mysql-0"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("-proot"),
+        "a password was printed:\n{}",
+        run.stderr
+    );
+    // Timed phases carry their numbers.
+    let ready = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["observations"].as_array().unwrap())
+        .find(|o| o["what"] == "new mysql-0 Ready")
+        .expect("timed phase");
+    assert_eq!(ready["unit"], "s");
+    assert!(ready["value"].as_f64().unwrap() > 0.0);
+    // The role labels were put back: the lab is healthy and the replicas Service routes to mysql-1.
+    let verify = lab(&kc, &["verify", "-o", "json"]);
+    verify.assert_code(0);
+    assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "2");
+}
+
+#[test]
+fn demo_identity_interrupted_while_a_pod_is_gone_is_repaired_by_lab_up() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up"]).assert_code(0);
+    let run = lab_with_env(
+        &kc,
+        &["demo", "identity"],
+        &[("LAB_INTERRUPT_AT", "demo identity: pod gone")],
+    );
+    run.assert_code(130).assert_stderr_contains("run `lab up` to repair it");
+    lab(&kc, &["up"]).assert_code(0);
+    lab(&kc, &["verify"]).assert_code(0);
+}
