@@ -79,10 +79,7 @@ pub async fn run(lab: &Lab<'_>, n: &mut Narrator) -> anyhow::Result<()> {
                 "the StatefulSet controller re-creates a deleted pod under the same name; a replica that restarts \
                  resumes replication from where it stopped (its position is kept on its own volume)"
             },
-            &[
-                lab.kubectl(&format!("delete pod {pod}")),
-                lab.kubectl("get pods -w"),
-            ],
+            &[lab.kubectl(&format!("delete pod {pod}")), lab.kubectl("get pods -w")],
         )
         .await;
         let deleted_at = Instant::now();

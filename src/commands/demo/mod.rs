@@ -13,6 +13,7 @@
 //! each demo's module; the adapters do the rest.
 
 mod identity;
+mod lag;
 
 use std::time::Duration;
 
@@ -43,16 +44,6 @@ pub const DEMOS: &[DemoInfo] = &[
         section: "6A",
         purpose: "delete a pod: it comes back with the same name and claim, a new uid, and its data; replication \
                   resumes by itself",
-    },
-    DemoInfo {
-        name: "storage",
-        section: "6B",
-        purpose: "scale down: the pod goes, its claim stays Bound; scale back: the old data returns and catches up",
-    },
-    DemoInfo {
-        name: "scale",
-        section: "8",
-        purpose: "add a replica (configured from the recorded binlog origin, joins mysql-replicas), then remove it",
     },
     DemoInfo {
         name: "lag",
@@ -377,6 +368,7 @@ pub async fn run(settings: &Settings, name: &str, pause: bool, runner: &mut Runn
     let mut narrator = Narrator::new(info.name, pause);
     match info.name {
         "identity" => identity::run(&lab, &mut narrator).await?,
+        "lag" => lag::run(&lab, &mut narrator).await?,
         other => unreachable!("{other} is listed in DEMOS"),
     }
     narrator
@@ -507,7 +499,7 @@ mod tests {
         assert!(list().lines().next().unwrap().starts_with("identity  (section 6A)"));
         let error = find("dns-nope").err().unwrap().to_string();
         assert!(
-            error.starts_with("no demo called \"dns-nope\"; demos: identity, storage"),
+            error.starts_with("no demo called \"dns-nope\"; demos: identity, lag"),
             "{error}"
         );
         assert_eq!(find("lag").unwrap().section, "7");
