@@ -42,7 +42,11 @@ pub async fn run(cli: Cli) -> ExitStatus {
     }
     let result = tokio::select! {
         biased;
-        _ = interrupt::interrupted() => Err(if demo { DemoInterrupted.into() } else { Interrupted.into() }),
+        _ = interrupt::interrupted() => Err(if demo {
+            DemoInterrupted { repair: commands::demo::repair_command() }.into()
+        } else {
+            Interrupted.into()
+        }),
         result = dispatch(cli.command, &settings, &mut runner) => result,
     };
     match result {
@@ -73,14 +77,17 @@ impl exit::Classify for Interrupted {
     }
 }
 
-/// Ctrl-C during a demo: the demo may have left a change in place (a pod scaled away, a stopped SQL thread, a
-/// missing role label); every one of them is something `lab up` repairs.
+/// Ctrl-C during a demo: the demo may have left a change in place (a stopped SQL thread, a missing role label, a
+/// StatefulSet scaled to another size); `repair` is the `lab up` that undoes it (with `--replicas` once the demo
+/// has scaled).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "interrupted: the demo stopped part-way and may have left the lab changed; run `lab up` to repair it (it \
-     restarts stopped replication, scales back, puts back role labels), then `lab verify`"
+    "interrupted: the demo stopped part-way and may have left the lab changed; run `{repair}` to repair it, then \
+     `lab verify`"
 )]
-pub struct DemoInterrupted;
+pub struct DemoInterrupted {
+    pub repair: String,
+}
 
 impl exit::Classify for DemoInterrupted {
     fn exit_status(&self) -> ExitStatus {

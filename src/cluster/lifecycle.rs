@@ -89,6 +89,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// Deletes a PersistentVolumeClaim (the data on it goes with it); absent already is fine.
+    pub async fn delete_pvc(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
+        match Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(self.fail(format!("deleting PersistentVolumeClaim {namespace}/{name}"), e)),
+        }
+    }
+
     /// Sets `spec.replicas` of a StatefulSet, as `kubectl scale statefulset NAME --replicas=N` does.
     pub async fn scale_statefulset(&self, namespace: &str, name: &str, replicas: u32) -> Result<(), ClusterError> {
         let patch = json!({"spec": {"replicas": replicas}});

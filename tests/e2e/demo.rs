@@ -47,7 +47,7 @@ fn demo_list_and_a_missing_lab() {
     let kc = kubeconfig(&sim);
     let list = lab(&kc, &["demo", "list"]);
     list.assert_code(0);
-    for name in ["identity", "lag"] {
+    for name in ["identity", "storage", "lag"] {
         assert!(list.stdout.lines().any(|l| l.starts_with(name)), "{}", list.stdout);
     }
     lab(&kc, &["demo", "nope"])
@@ -169,4 +169,54 @@ fn demo_lag_interrupted_with_the_sql_thread_stopped_is_repaired_by_lab_up() {
     );
     lab(&kc, &["up"]).assert_code(0);
     lab(&kc, &["verify"]).assert_code(0);
+}
+
+#[test]
+fn demo_storage_shows_the_claim_outliving_its_pod_and_the_catch_up() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up"]).assert_code(0);
+    let run = lab(&kc, &["demo", "storage", "-o", "json"]);
+    run.assert_code(0);
+    let report = run.json();
+    assert_all_matched(&report);
+    let all = observations(&report);
+    assert_eq!(observed(&all, "pod mysql-1").2, "gone");
+    assert!(observed(&all, "claim data-mysql-1").2.ends_with(", Bound"));
+    assert_eq!(observed(&all, "rows written while it was away").2, "3 of 3");
+    assert_eq!(observed(&all, "the row from before").2, "present");
+    assert!(
+        run.stderr
+            .contains("$ kubectl -n database scale statefulset mysql --replicas=1"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn demo_storage_interrupted_while_scaled_down_names_the_size_to_restore() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up"]).assert_code(0);
+    let run = lab_with_env(
+        &kc,
+        &["demo", "storage"],
+        &[("LAB_INTERRUPT_AT", "demo storage: write 3 rows while mysql-1 is away")],
+    );
+    run.assert_code(130)
+        .assert_stderr_contains("run `lab up --replicas 2` to repair it");
+    lab(&kc, &["up", "--replicas", "2"]).assert_code(0);
+    let verify = lab(&kc, &["verify", "-o", "json"]);
+    verify.assert_code(0);
+    let report = verify.json();
+    assert_eq!(
+        report["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] != "mysql-client")
+            .count(),
+        2,
+        "{report:#}"
+    );
 }

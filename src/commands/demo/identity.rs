@@ -166,7 +166,7 @@ pub async fn run(lab: &Lab<'_>, n: &mut Narrator) -> anyhow::Result<()> {
         n.note(&match label {
             Some(role) => format!("{pod} kept its role label {ROLE_LABEL}={role}"),
             None => format!(
-                "{pod} came back without the role label {ROLE_LABEL} lab sets (pod labels are not in the \
+                "{pod} came back without the role label {ROLE_LABEL} that lab sets (pod labels are not in the \
                  StatefulSet's template): the report warns of it, and this demo puts it back at the end as \
                  `lab up` does"
             ),

@@ -14,6 +14,7 @@
 
 mod identity;
 mod lag;
+mod storage;
 
 use std::time::Duration;
 
@@ -44,6 +45,11 @@ pub const DEMOS: &[DemoInfo] = &[
         section: "6A",
         purpose: "delete a pod: it comes back with the same name and claim, a new uid, and its data; replication \
                   resumes by itself",
+    },
+    DemoInfo {
+        name: "storage",
+        section: "6B",
+        purpose: "scale down: the pod goes, its claim stays Bound; scale back: the old data returns and catches up",
     },
     DemoInfo {
         name: "lag",
@@ -324,6 +330,25 @@ impl Lab<'_> {
     }
 }
 
+/// The command that repairs what an interrupted demo left: `lab up`, or `lab up --replicas N` once the demo has
+/// scaled the StatefulSet (a plain `lab up` keeps the size it finds).
+static REPAIR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+pub fn repair_command() -> String {
+    REPAIR
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default()
+        .unwrap_or_else(|| "lab up".to_string())
+}
+
+/// Called before a demo scales the lab away from `pods`: an interruption then names `lab up --replicas <pods>`.
+pub fn restore_size_on_interrupt(pods: u32) {
+    if let Ok(mut repair) = REPAIR.lock() {
+        *repair = Some(format!("lab up --replicas {pods}"));
+    }
+}
+
 /// A unique row marker for a demo (fits the validation table's 64 characters).
 pub fn demo_marker(demo: &str, what: &str) -> String {
     format!("demo-{demo}-{what}-{}", jiff::Timestamp::now().as_millisecond())
@@ -368,6 +393,7 @@ pub async fn run(settings: &Settings, name: &str, pause: bool, runner: &mut Runn
     let mut narrator = Narrator::new(info.name, pause);
     match info.name {
         "identity" => identity::run(&lab, &mut narrator).await?,
+        "storage" => storage::run(&lab, &mut narrator).await?,
         "lag" => lag::run(&lab, &mut narrator).await?,
         other => unreachable!("{other} is listed in DEMOS"),
     }
@@ -499,7 +525,7 @@ mod tests {
         assert!(list().lines().next().unwrap().starts_with("identity  (section 6A)"));
         let error = find("dns-nope").err().unwrap().to_string();
         assert!(
-            error.starts_with("no demo called \"dns-nope\"; demos: identity, lag"),
+            error.starts_with("no demo called \"dns-nope\"; demos: identity, storage"),
             "{error}"
         );
         assert_eq!(find("lag").unwrap().section, "7");
