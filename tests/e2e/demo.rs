@@ -47,7 +47,7 @@ fn demo_list_and_a_missing_lab() {
     let kc = kubeconfig(&sim);
     let list = lab(&kc, &["demo", "list"]);
     list.assert_code(0);
-    for name in ["identity", "storage", "lag"] {
+    for name in ["identity", "storage", "scale", "lag"] {
         assert!(list.stdout.lines().any(|l| l.starts_with(name)), "{}", list.stdout);
     }
     lab(&kc, &["demo", "nope"])
@@ -218,5 +218,47 @@ fn demo_storage_interrupted_while_scaled_down_names_the_size_to_restore() {
             .count(),
         2,
         "{report:#}"
+    );
+}
+
+#[test]
+fn demo_scale_adds_a_replica_from_the_recorded_origin_and_removes_it() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up"]).assert_code(0);
+    let run = lab(&kc, &["demo", "scale", "-o", "json"]);
+    run.assert_code(0);
+    let report = run.json();
+    assert_all_matched(&report);
+    let all = observations(&report);
+    assert_eq!(observed(&all, "mysql-2 replicates").2, "not configured");
+    assert!(
+        observed(&all, "mysql-2 configured from the recorded origin")
+            .2
+            .contains("mysql-2 now replicates from")
+    );
+    assert!(observed(&all, "mysql-replicas routes to mysql-2").2.contains("mysql-2"));
+    let (_, _, leaving) = observed(&all, "the report on mysql-2 while it leaves");
+    assert!(
+        leaving.contains("leaving: true") || leaving.contains("already gone"),
+        "{leaving}"
+    );
+    // Back to two pods, and the claim the demo created is gone.
+    let status = lab(&kc, &["status", "-o", "json"]).json();
+    assert!(
+        status["pvcs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["name"] != "data-mysql-2"),
+        "{status:#}"
+    );
+    assert!(
+        status["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["name"] != "mysql-2"),
+        "{status:#}"
     );
 }

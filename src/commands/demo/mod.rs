@@ -14,6 +14,7 @@
 
 mod identity;
 mod lag;
+mod scale;
 mod storage;
 
 use std::time::Duration;
@@ -50,6 +51,11 @@ pub const DEMOS: &[DemoInfo] = &[
         name: "storage",
         section: "6B",
         purpose: "scale down: the pod goes, its claim stays Bound; scale back: the old data returns and catches up",
+    },
+    DemoInfo {
+        name: "scale",
+        section: "8",
+        purpose: "add a replica (configured from the recorded binlog origin, joins mysql-replicas), then remove it",
     },
     DemoInfo {
         name: "lag",
@@ -394,6 +400,7 @@ pub async fn run(settings: &Settings, name: &str, pause: bool, runner: &mut Runn
     match info.name {
         "identity" => identity::run(&lab, &mut narrator).await?,
         "storage" => storage::run(&lab, &mut narrator).await?,
+        "scale" => scale::run(settings, &lab, &mut narrator, runner).await?,
         "lag" => lag::run(&lab, &mut narrator).await?,
         other => unreachable!("{other} is listed in DEMOS"),
     }
