@@ -285,6 +285,31 @@ impl Db {
         self.run("starting the IO thread", &start).await
     }
 
+    /// The authentication plugin of `user` (any host); `None` when there is no such account.
+    pub async fn account_plugin(&mut self, user: &str) -> Result<Option<String>, DbError> {
+        let statement = self.dialect.account_plugin(user);
+        let rows = self
+            .rows("reading an account's authentication plugin", &statement)
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|row| row.first())
+            .and_then(|(_, value)| value.clone()))
+    }
+
+    /// MySQL: turns the replica's GET_SOURCE_PUBLIC_KEY option off or on, with the IO thread stopped around it.
+    /// Does nothing on MariaDB, which has no such option.
+    pub async fn set_get_public_key(&mut self, enabled: bool) -> Result<(), DbError> {
+        let Some(change) = self.dialect.public_key_option(enabled) else {
+            return Ok(());
+        };
+        let stop = self.dialect.stop_io_thread();
+        self.run("stopping the IO thread", &stop).await?;
+        self.run("changing the public-key option", &change).await?;
+        let start = self.dialect.start_io_thread();
+        self.run("starting the IO thread", &start).await
+    }
+
     /// Sets `server_id` at runtime (not persisted: a restart brings back the configured one).
     pub async fn set_server_id(&mut self, server_id: u32) -> Result<(), DbError> {
         let statement = self.dialect.set_server_id(server_id);

@@ -137,6 +137,8 @@ impl Dialect {
             "SUPER_READ_ONLY" if mysql => "@@super_read_only".into(),
             "SUPER_READ_ONLY" => "NULL".into(),
             "CONNECT_RETRY" => CONNECT_RETRY_SECONDS.to_string(),
+            "GET_PUBLIC_KEY" if change_source => "GET_SOURCE_PUBLIC_KEY".into(),
+            "GET_PUBLIC_KEY" => "GET_MASTER_PUBLIC_KEY".into(),
             _ => return None,
         })
     }
@@ -348,6 +350,23 @@ impl Dialect {
             "set_server_id",
             &[("SERVER_ID", Value::Number(u64::from(server_id)))],
         )
+    }
+
+    /// `SELECT plugin FROM mysql.user WHERE user = '...'`.
+    pub fn account_plugin(&self, user: &str) -> Statement {
+        self.render_one(DEMO_SQL, "account_plugin", &[("USER", Value::Text(user))])
+    }
+
+    /// MySQL: `CHANGE REPLICATION SOURCE TO GET_SOURCE_PUBLIC_KEY = 0|1` (`CHANGE MASTER TO GET_MASTER_PUBLIC_KEY`
+    /// before 8.0.23). `None` on MariaDB, which has no such option (1064) and no caching_sha2_password.
+    pub fn public_key_option(&self, enabled: bool) -> Option<Statement> {
+        (self.version.flavor == Flavor::MySql).then(|| {
+            self.render_one(
+                DEMO_SQL,
+                "public_key_option",
+                &[("ENABLED", Value::Number(u64::from(enabled)))],
+            )
+        })
     }
 
     /// `START REPLICA` or `START SLAVE`, for repair hints.
@@ -572,6 +591,25 @@ mod tests {
             ]
         );
         assert_eq!(demo("10.11.19-MariaDB-0+deb12u1-log")[0], "STOP SLAVE SQL_THREAD");
+        // The replication auth mistake (error 2061) exists on MySQL only.
+        let off = |v: &str| dialect(v).public_key_option(false).map(|s| s.text().to_string());
+        assert_eq!(
+            off("8.4.10").as_deref(),
+            Some("CHANGE REPLICATION SOURCE TO GET_SOURCE_PUBLIC_KEY = 0")
+        );
+        assert_eq!(
+            off("8.0.22").as_deref(),
+            Some("CHANGE MASTER TO GET_MASTER_PUBLIC_KEY = 0")
+        );
+        assert_eq!(off("11.4.12-MariaDB-ubu2404"), None);
+        assert_eq!(
+            dialect("8.4.10").public_key_option(true).unwrap().text(),
+            "CHANGE REPLICATION SOURCE TO GET_SOURCE_PUBLIC_KEY = 1"
+        );
+        assert_eq!(
+            dialect("8.4.10").account_plugin("repl").text(),
+            "SELECT plugin FROM mysql.user WHERE user = 'repl'"
+        );
         assert_eq!(demo("8.0.21")[3], "START SLAVE IO_THREAD");
         for version in ALL_VERSIONS {
             assert!(demo(version).iter().all(|text| !text.contains("{{")), "{version}");

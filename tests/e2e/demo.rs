@@ -47,7 +47,7 @@ fn demo_list_and_a_missing_lab() {
     let kc = kubeconfig(&sim);
     let list = lab(&kc, &["demo", "list"]);
     list.assert_code(0);
-    for name in ["identity", "storage", "scale", "lag"] {
+    for name in ["identity", "storage", "scale", "lag", "mistakes"] {
         assert!(list.stdout.lines().any(|l| l.starts_with(name)), "{}", list.stdout);
     }
     lab(&kc, &["demo", "nope"])
@@ -261,4 +261,54 @@ fn demo_scale_adds_a_replica_from_the_recorded_origin_and_removes_it() {
             .all(|p| p["name"] != "mysql-2"),
         "{status:#}"
     );
+}
+
+#[test]
+fn demo_mistakes_shows_each_error_and_undoes_it() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up"]).assert_code(0);
+    let run = lab(&kc, &["demo", "mistakes", "-o", "json"]);
+    run.assert_code(0);
+    let report = run.json();
+    assert_all_matched(&report);
+    let all = observations(&report);
+    assert!(observed(&all, "without -h").2.starts_with("ERROR 2002"), "{all:#?}");
+    assert_eq!(observed(&all, "with -h mysql-0.mysql-headless").2, "server_id 1");
+    // The simulator runs MariaDB: the auth mistake is explained, not made.
+    assert_eq!(
+        observed(&all, "repl's authentication plugin").2,
+        "mysql_native_password"
+    );
+    assert!(
+        run.stderr
+            .contains("does not apply here: MariaDB has no caching_sha2_password"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        observed(&all, "mysql-1's IO thread").2.starts_with("IO error 1593"),
+        "{all:#?}"
+    );
+    assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "2");
+    assert!(!run.stderr.contains("-proot") && !run.stdout.contains("-proot"));
+}
+
+#[test]
+fn demo_mistakes_interrupted_with_a_duplicate_server_id_names_its_repair() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up"]).assert_code(0);
+    let run = lab_with_env(
+        &kc,
+        &["demo", "mistakes"],
+        &[("LAB_INTERRUPT_AT", "demo mistakes: duplicate server id set")],
+    );
+    run.assert_code(130)
+        .assert_stderr_contains("run `kubectl -n database delete pod mysql-1 && lab up` to repair it");
+    assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "1");
+    crate::harness::kubectl(&kc, &["-n", "database", "delete", "pod", "mysql-1"], "");
+    lab(&kc, &["up"]).assert_code(0);
+    lab(&kc, &["verify"]).assert_code(0);
+    assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "2");
 }

@@ -14,6 +14,7 @@
 
 mod identity;
 mod lag;
+mod mistakes;
 mod scale;
 mod storage;
 
@@ -61,6 +62,12 @@ pub const DEMOS: &[DemoInfo] = &[
         name: "lag",
         section: "7",
         purpose: "replication lag: a write burst, a stopped SQL thread, the verdict it earns, and the catch-up",
+    },
+    DemoInfo {
+        name: "mistakes",
+        section: "6D",
+        purpose: "common mistakes made on purpose and undone: the socket instead of TCP (2002), the replication \
+                  auth mistake (MySQL 2061), a duplicate server id (1593 / 13117)",
     },
 ];
 
@@ -348,11 +355,23 @@ pub fn repair_command() -> String {
         .unwrap_or_else(|| "lab up".to_string())
 }
 
+/// Called before a demo makes a change a plain `lab up` does not undo: an interruption then names `command`.
+pub fn repair_on_interrupt(command: String) {
+    if let Ok(mut repair) = REPAIR.lock() {
+        *repair = Some(command);
+    }
+}
+
+/// The change is undone: an interruption names `lab up` again.
+pub fn clear_repair_on_interrupt() {
+    if let Ok(mut repair) = REPAIR.lock() {
+        *repair = None;
+    }
+}
+
 /// Called before a demo scales the lab away from `pods`: an interruption then names `lab up --replicas <pods>`.
 pub fn restore_size_on_interrupt(pods: u32) {
-    if let Ok(mut repair) = REPAIR.lock() {
-        *repair = Some(format!("lab up --replicas {pods}"));
-    }
+    repair_on_interrupt(format!("lab up --replicas {pods}"));
 }
 
 /// A unique row marker for a demo (fits the validation table's 64 characters).
@@ -402,6 +421,7 @@ pub async fn run(settings: &Settings, name: &str, pause: bool, runner: &mut Runn
         "storage" => storage::run(&lab, &mut narrator).await?,
         "scale" => scale::run(settings, &lab, &mut narrator, runner).await?,
         "lag" => lag::run(&lab, &mut narrator).await?,
+        "mistakes" => mistakes::run(&lab, &mut narrator).await?,
         other => unreachable!("{other} is listed in DEMOS"),
     }
     narrator
