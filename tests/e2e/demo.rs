@@ -56,6 +56,22 @@ fn demo_list_and_a_missing_lab() {
     lab(&kc, &["demo", "identity"])
         .assert_code(2)
         .assert_stderr_contains("run `lab up` first");
+    // A broken lab (replication stopped on mysql-1) is refused too, with the reason, before anything is changed.
+    lab(&kc, &["up"]).assert_code(0);
+    sql(&sim, "database", "mysql-1", "STOP SLAVE");
+    lab(&kc, &["demo", "storage", "-o", "json"])
+        .assert_code(2)
+        .assert_stderr_contains("the lab in namespace database is BROKEN (mysql-1: ")
+        .assert_stderr_contains("run `lab up` first");
+    let status = lab(&kc, &["status", "-o", "json"]).json();
+    assert!(
+        status["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "mysql-1"),
+        "the refused demo scaled nothing away"
+    );
 }
 
 #[test]
@@ -268,7 +284,7 @@ fn demo_mistakes_shows_each_error_and_undoes_it() {
     let sim = start_sim();
     let kc = kubeconfig(&sim);
     lab(&kc, &["up"]).assert_code(0);
-    let run = lab(&kc, &["demo", "mistakes", "-o", "json"]);
+    let run = lab(&kc, &["demo", "mistakes", "--pause", "-o", "json"]);
     run.assert_code(0);
     let report = run.json();
     assert_all_matched(&report);

@@ -477,6 +477,9 @@ pub fn render_summary(report: &DemoReport) -> String {
             out.push_str(&format!("   {mark} {}: {}\n", o.what, o.observed));
         }
     }
+    if !report.timeline.is_empty() {
+        out.push_str(&lag::render_timeline(&report.timeline));
+    }
     let matched = report
         .steps
         .iter()
@@ -586,6 +589,27 @@ mod tests {
         assert!(
             json.get("timeline").is_none(),
             "no timeline unless the demo samples one"
+        );
+    }
+
+    #[test]
+    fn the_summary_lists_observations_the_timeline_and_the_outcome() {
+        let mut r = report(true, Verdict::Healthy);
+        r.timeline.push(Sample {
+            at_ms: 100,
+            phase: "stopped".into(),
+            seconds_behind: None,
+            gap_bytes: 10,
+        });
+        let text = render_summary(&r);
+        assert!(text.contains("1. t (5ms)\n   ✓ w: o\n"), "{text}");
+        assert!(
+            text.contains("timeline (gap = primary position - applied position)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("1/1 observations as the tutorial teaches; lab HEALTHY after the demo (1.2s)\n"),
+            "{text}"
         );
     }
 

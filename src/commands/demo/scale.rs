@@ -190,6 +190,7 @@ pub async fn run(settings: &Settings, lab: &Lab<'_>, n: &mut Narrator, runner: &
         .unwrap_or_default();
     let started = Instant::now();
     lab.cluster.scale_statefulset(lab.namespace, set, pods).await?;
+    super::clear_repair_on_interrupt();
     // The report right away, while the pod may still be terminating (the sessions of the pods that stay).
     let mut sessions: Vec<Session> = vec![primary];
     for ordinal in 1..pods {

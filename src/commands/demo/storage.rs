@@ -112,6 +112,7 @@ pub async fn run(lab: &Lab<'_>, n: &mut Narrator) -> anyhow::Result<()> {
         .wait_pod_ready(lab.namespace, &pod, lab.deadline, &|_| {})
         .await?;
     n.timed(&format!("{pod} Ready again"), started.elapsed());
+    super::clear_repair_on_interrupt();
     let after = lab
         .cluster
         .pod_identity(lab.namespace, &pod)
