@@ -125,7 +125,7 @@ pub struct UpArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The demo to run, or `list` to list them: identity, storage, scale, lag.
+    /// The demo to run, or `list` to list them: identity, storage, scale, lag, mistakes.
     #[arg(value_name = "NAME")]
     pub name: String,
 
@@ -184,6 +184,21 @@ mod tests {
             panic!("expected up")
         };
         assert_eq!(up.manifests.replicas, None, "no flag: the running lab's size is kept");
+    }
+
+    #[test]
+    fn the_demo_help_names_every_demo() {
+        let command = Cli::command();
+        let demo = command.find_subcommand("demo").expect("demo");
+        let help = demo
+            .get_arguments()
+            .find(|a| a.get_id() == "name")
+            .and_then(|a| a.get_help())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        for info in crate::commands::demo::DEMOS {
+            assert!(help.contains(info.name), "{help}");
+        }
     }
 
     #[test]

@@ -137,7 +137,10 @@ async fn dispatch(command: Command, settings: &Settings, runner: &mut Runner<'_>
         }
         Command::Demo(args) => {
             if args.name == "list" {
-                print_result(&commands::demo::list());
+                match settings.format {
+                    Format::Json => print_result(&serde_json::to_string_pretty(&commands::demo::list_json())?),
+                    Format::Table => print_result(&commands::demo::list()),
+                }
                 return Ok(ExitStatus::Success);
             }
             let report = commands::demo::run(settings, &args.name, args.pause, runner).await?;

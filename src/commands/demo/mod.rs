@@ -80,6 +80,14 @@ pub fn list() -> String {
         .collect()
 }
 
+/// `lab demo list -o json`: `[{"name", "section", "purpose"}]`.
+pub fn list_json() -> serde_json::Value {
+    DEMOS
+        .iter()
+        .map(|d| serde_json::json!({"name": d.name, "section": d.section, "purpose": d.purpose}))
+        .collect()
+}
+
 /// The demo called `name`, or a usage error listing the ones there are.
 pub fn find(name: &str) -> Result<&'static DemoInfo, UsageError> {
     DEMOS.iter().find(|d| d.name == name).ok_or_else(|| {
@@ -559,6 +567,8 @@ mod tests {
             "{error}"
         );
         assert_eq!(find("lag").unwrap().section, "7");
+        assert_eq!(list_json()[4]["name"], "mistakes");
+        assert_eq!(list_json().as_array().unwrap().len(), DEMOS.len());
     }
 
     #[test]
