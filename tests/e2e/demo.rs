@@ -79,6 +79,16 @@ fn demo_identity_shows_a_recreated_pod_keeping_its_name_claim_and_data() {
     let sim = start_sim();
     let kc = kubeconfig(&sim);
     lab(&kc, &["up"]).assert_code(0);
+    // Ctrl-C in the middle first: `lab up` (as the message says) repairs it, then the whole demo runs.
+    let run = lab_with_env(
+        &kc,
+        &["demo", "identity"],
+        &[("LAB_INTERRUPT_AT", "demo identity: pod gone")],
+    );
+    run.assert_code(130).assert_stderr_contains("run `lab up` to repair it");
+    lab(&kc, &["up"]).assert_code(0);
+    lab(&kc, &["verify"]).assert_code(0);
+
     let run = lab(&kc, &["demo", "identity", "-o", "json"]);
     run.assert_code(0);
     let report = run.json();
@@ -113,25 +123,17 @@ fn demo_identity_shows_a_recreated_pod_keeping_its_name_claim_and_data() {
         .expect("timed phase");
     assert_eq!(ready["unit"], "s");
     assert!(ready["value"].as_f64().unwrap() > 0.0);
-    // The role labels were put back: the lab is healthy and the replicas Service routes to mysql-1.
+    // The role labels were put back: the replicas Service routes to the re-created mysql-1 again.
     let verify = lab(&kc, &["verify", "-o", "json"]);
     verify.assert_code(0);
-    assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "2");
-}
-
-#[test]
-fn demo_identity_interrupted_while_a_pod_is_gone_is_repaired_by_lab_up() {
-    let sim = start_sim();
-    let kc = kubeconfig(&sim);
-    lab(&kc, &["up"]).assert_code(0);
-    let run = lab_with_env(
-        &kc,
-        &["demo", "identity"],
-        &[("LAB_INTERRUPT_AT", "demo identity: pod gone")],
-    );
-    run.assert_code(130).assert_stderr_contains("run `lab up` to repair it");
-    lab(&kc, &["up"]).assert_code(0);
-    lab(&kc, &["verify"]).assert_code(0);
+    let services = verify.json()["services"].clone();
+    let replicas = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "mysql-replicas")
+        .expect("mysql-replicas");
+    assert_eq!(replicas["endpoints"], serde_json::json!(["mysql-1"]), "{services:#}");
 }
 
 #[test]
@@ -139,6 +141,22 @@ fn demo_lag_shows_the_gap_growing_the_verdict_turning_and_the_catch_up() {
     let sim = start_sim();
     let kc = kubeconfig(&sim);
     lab(&kc, &["up"]).assert_code(0);
+    // Ctrl-C in the middle first: `lab up` (as the message says) repairs it, then the whole demo runs.
+    let run = lab_with_env(
+        &kc,
+        &["demo", "lag"],
+        &[("LAB_INTERRUPT_AT", "demo lag: writes while the SQL thread is stopped")],
+    );
+    run.assert_code(130).assert_stderr_contains("run `lab up` to repair it");
+    let status = sql(&sim, "database", "mysql-1", "SHOW SLAVE STATUS\\G");
+    // Without column names (-N): Slave_IO_Running then Slave_SQL_Running, one per line.
+    assert!(
+        status.contains("\nYes\nNo\n"),
+        "the SQL thread was left stopped:\n{status}"
+    );
+    lab(&kc, &["up"]).assert_code(0);
+    lab(&kc, &["verify"]).assert_code(0);
+
     let run = lab(&kc, &["demo", "lag", "-o", "json"]);
     run.assert_code(0);
     let report = run.json();
@@ -167,53 +185,11 @@ fn demo_lag_shows_the_gap_growing_the_verdict_turning_and_the_catch_up() {
 }
 
 #[test]
-fn demo_lag_interrupted_with_the_sql_thread_stopped_is_repaired_by_lab_up() {
-    let sim = start_sim();
-    let kc = kubeconfig(&sim);
-    lab(&kc, &["up"]).assert_code(0);
-    let run = lab_with_env(
-        &kc,
-        &["demo", "lag"],
-        &[("LAB_INTERRUPT_AT", "demo lag: writes while the SQL thread is stopped")],
-    );
-    run.assert_code(130).assert_stderr_contains("run `lab up` to repair it");
-    let status = sql(&sim, "database", "mysql-1", "SHOW SLAVE STATUS\\G");
-    // Without column names (-N): Slave_IO_Running then Slave_SQL_Running, one per line.
-    assert!(
-        status.contains("\nYes\nNo\n"),
-        "the SQL thread was left stopped:\n{status}"
-    );
-    lab(&kc, &["up"]).assert_code(0);
-    lab(&kc, &["verify"]).assert_code(0);
-}
-
-#[test]
 fn demo_storage_shows_the_claim_outliving_its_pod_and_the_catch_up() {
     let sim = start_sim();
     let kc = kubeconfig(&sim);
     lab(&kc, &["up"]).assert_code(0);
-    let run = lab(&kc, &["demo", "storage", "-o", "json"]);
-    run.assert_code(0);
-    let report = run.json();
-    assert_all_matched(&report);
-    let all = observations(&report);
-    assert_eq!(observed(&all, "pod mysql-1").2, "gone");
-    assert!(observed(&all, "claim data-mysql-1").2.ends_with(", Bound"));
-    assert_eq!(observed(&all, "rows written while it was away").2, "3 of 3");
-    assert_eq!(observed(&all, "the row from before").2, "present");
-    assert!(
-        run.stderr
-            .contains("$ kubectl -n database scale statefulset mysql --replicas=1"),
-        "{}",
-        run.stderr
-    );
-}
-
-#[test]
-fn demo_storage_interrupted_while_scaled_down_names_the_size_to_restore() {
-    let sim = start_sim();
-    let kc = kubeconfig(&sim);
-    lab(&kc, &["up"]).assert_code(0);
+    // Ctrl-C in the middle first: `lab up` (as the message says) repairs it, then the whole demo runs.
     let run = lab_with_env(
         &kc,
         &["demo", "storage"],
@@ -234,6 +210,22 @@ fn demo_storage_interrupted_while_scaled_down_names_the_size_to_restore() {
             .count(),
         2,
         "{report:#}"
+    );
+
+    let run = lab(&kc, &["demo", "storage", "-o", "json"]);
+    run.assert_code(0);
+    let report = run.json();
+    assert_all_matched(&report);
+    let all = observations(&report);
+    assert_eq!(observed(&all, "pod mysql-1").2, "gone");
+    assert!(observed(&all, "claim data-mysql-1").2.ends_with(", Bound"));
+    assert_eq!(observed(&all, "rows written while it was away").2, "3 of 3");
+    assert_eq!(observed(&all, "the row from before").2, "present");
+    assert!(
+        run.stderr
+            .contains("$ kubectl -n database scale statefulset mysql --replicas=1"),
+        "{}",
+        run.stderr
     );
 }
 
@@ -284,6 +276,20 @@ fn demo_mistakes_shows_each_error_and_undoes_it() {
     let sim = start_sim();
     let kc = kubeconfig(&sim);
     lab(&kc, &["up"]).assert_code(0);
+    // Ctrl-C in the middle first: `lab up` (as the message says) repairs it, then the whole demo runs.
+    let run = lab_with_env(
+        &kc,
+        &["demo", "mistakes"],
+        &[("LAB_INTERRUPT_AT", "demo mistakes: duplicate server id set")],
+    );
+    run.assert_code(130)
+        .assert_stderr_contains("run `kubectl -n database delete pod mysql-1 && lab up` to repair it");
+    assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "1");
+    crate::harness::kubectl(&kc, &["-n", "database", "delete", "pod", "mysql-1"], "");
+    lab(&kc, &["up"]).assert_code(0);
+    lab(&kc, &["verify"]).assert_code(0);
+    assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "2");
+
     let run = lab(&kc, &["demo", "mistakes", "--pause", "-o", "json"]);
     run.assert_code(0);
     let report = run.json();
@@ -308,23 +314,4 @@ fn demo_mistakes_shows_each_error_and_undoes_it() {
     );
     assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "2");
     assert!(!run.stderr.contains("-proot") && !run.stdout.contains("-proot"));
-}
-
-#[test]
-fn demo_mistakes_interrupted_with_a_duplicate_server_id_names_its_repair() {
-    let sim = start_sim();
-    let kc = kubeconfig(&sim);
-    lab(&kc, &["up"]).assert_code(0);
-    let run = lab_with_env(
-        &kc,
-        &["demo", "mistakes"],
-        &[("LAB_INTERRUPT_AT", "demo mistakes: duplicate server id set")],
-    );
-    run.assert_code(130)
-        .assert_stderr_contains("run `kubectl -n database delete pod mysql-1 && lab up` to repair it");
-    assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "1");
-    crate::harness::kubectl(&kc, &["-n", "database", "delete", "pod", "mysql-1"], "");
-    lab(&kc, &["up"]).assert_code(0);
-    lab(&kc, &["verify"]).assert_code(0);
-    assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "2");
 }

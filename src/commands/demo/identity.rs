@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Lab, Narrator, demo_marker};
-use crate::commands::{PRIMARY_POD, ROLE_LABEL, Session, pod_name};
+use crate::commands::{PRIMARY_POD, ROLE_LABEL, pod_name};
 use crate::exit::UsageError;
 
 /// How long a replica may take to apply a demo row.
@@ -181,7 +181,7 @@ pub async fn run(lab: &Lab<'_>, n: &mut Narrator) -> anyhow::Result<()> {
             )],
         )
         .await;
-        let mut session = reopen(lab, &pod).await?;
+        let mut session = lab.session(&pod).await?;
         let kept = session.db.has_marker(&marker).await?;
         n.observe(
             &format!("the row on the new {pod}"),
@@ -264,10 +264,6 @@ pub async fn run(lab: &Lab<'_>, n: &mut Narrator) -> anyhow::Result<()> {
     primary.close().await;
     replica.close().await;
     Ok(())
-}
-
-async fn reopen(lab: &Lab<'_>, pod: &str) -> anyhow::Result<Session> {
-    lab.session(pod).await
 }
 
 /// What the tutorial teaches about a re-created pod, judged from its identity before and after.
