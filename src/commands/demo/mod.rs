@@ -158,14 +158,20 @@ pub struct DemoReport {
 }
 
 impl DemoReport {
-    /// Exit 0 only when every observation matched and the lab was proven healthy at the end.
+    /// Exit 0 only when every observation matched and the lab was proven as well as the demo found it.
     pub fn exit_status(&self) -> ExitStatus {
-        if self.ok && self.verdict == Verdict::Healthy {
+        if self.ok && left_as_found(self.verdict_before, self.verdict) {
             ExitStatus::Success
         } else {
             ExitStatus::Unhealthy
         }
     }
+}
+
+/// Pure: the lab ends HEALTHY, or no worse than the demo found it (a DEGRADED lab, say with restarted pods, is
+/// accepted and cannot be made HEALTHY by a demo).
+pub fn left_as_found(before: Verdict, after: Verdict) -> bool {
+    after == Verdict::Healthy || (after != Verdict::Broken && after <= before)
 }
 
 /// Pure: whether every observation of every step matched.
@@ -450,10 +456,10 @@ pub async fn run(settings: &Settings, name: &str, pause: bool, runner: &mut Runn
     let after = super::verify::run(settings, runner).await?;
     narrator.observe(
         "lab verify after the demo",
-        "HEALTHY",
+        &format!("HEALTHY (or {} as before the demo)", before.verdict),
         after.verdict.to_string(),
         None,
-        after.verdict == Verdict::Healthy,
+        left_as_found(before.verdict, after.verdict),
     );
     let (steps, timeline, duration_ms) = narrator.finish();
     Ok(DemoReport {
@@ -581,6 +587,11 @@ mod tests {
         assert_eq!(report(true, Verdict::Healthy).exit_status(), ExitStatus::Success);
         assert_eq!(report(false, Verdict::Healthy).exit_status(), ExitStatus::Unhealthy);
         assert_eq!(report(true, Verdict::Degraded).exit_status(), ExitStatus::Unhealthy);
+        // A lab DEGRADED before the demo (restarted pods, say) may stay so, never get worse.
+        assert!(left_as_found(Verdict::Degraded, Verdict::Degraded));
+        assert!(left_as_found(Verdict::Degraded, Verdict::Healthy));
+        assert!(!left_as_found(Verdict::Healthy, Verdict::Degraded));
+        assert!(!left_as_found(Verdict::Broken, Verdict::Broken));
     }
 
     #[test]
