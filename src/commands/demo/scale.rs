@@ -110,6 +110,8 @@ pub async fn run(settings: &Settings, lab: &Lab<'_>, n: &mut Narrator, runner: &
     )
     .await;
     n.note(&format!("recorded origin on {ORIGIN_PVC}: {origin}"));
+    // The built-in manifests with the running image: a lab built from `--manifests DIR` is configured from the
+    // built-in ones here (README, Classroom demos).
     let manifests = ManifestSettings {
         image,
         replicas: None,
