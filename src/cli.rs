@@ -65,6 +65,8 @@ pub enum Command {
     Teardown(TeardownArgs),
     /// Print the manifests exactly as `lab up` would apply them (Secrets without their values).
     Render(RenderArgs),
+    /// Show one of the tutorial's behaviours live on a running lab, narrated for a class (`lab demo list`).
+    Demo(DemoArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -81,6 +83,7 @@ impl Command {
             Command::Status => "status",
             Command::Teardown(_) => "teardown",
             Command::Render(_) => "render",
+            Command::Demo(_) => "demo",
             Command::Completions { .. } => "completions",
         }
     }
@@ -142,6 +145,17 @@ pub struct UpArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The demo to run, or `list` to list them: identity, storage, scale, lag, mistakes.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Wait for Enter between steps (on a terminal; ignored elsewhere).
+    #[arg(long)]
+    pub pause: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct TeardownArgs {
     /// Keep the PersistentVolumeClaims (the databases' data): a later `lab up` finds the old rows.
     #[arg(long)]
@@ -191,6 +205,21 @@ mod tests {
             panic!("expected up")
         };
         assert_eq!(up.manifests.replicas, None, "no flag: the running lab's size is kept");
+    }
+
+    #[test]
+    fn the_demo_help_names_every_demo() {
+        let command = Cli::command();
+        let demo = command.find_subcommand("demo").expect("demo");
+        let help = demo
+            .get_arguments()
+            .find(|a| a.get_id() == "name")
+            .and_then(|a| a.get_help())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        for info in crate::commands::demo::DEMOS {
+            assert!(help.contains(info.name), "{help}");
+        }
     }
 
     #[test]

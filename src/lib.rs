@@ -43,13 +43,18 @@ pub async fn run(cli: Cli) -> ExitStatus {
         );
         return ExitStatus::Usage;
     }
+    let demo = matches!(cli.command, Command::Demo(_));
     let mut runner = Runner::new(&progress);
     if let Some(checkpoint) = std::env::var_os("LAB_INTERRUPT_AT") {
         interrupt::interrupt_at(&checkpoint.to_string_lossy());
     }
     let result = tokio::select! {
         biased;
-        _ = interrupt::interrupted() => Err(Interrupted.into()),
+        _ = interrupt::interrupted() => Err(if demo {
+            DemoInterrupted { repair: commands::demo::repair_command() }.into()
+        } else {
+            Interrupted.into()
+        }),
         result = dispatch(cli.command, &settings, &mut runner) => result,
     };
     match result {
@@ -78,6 +83,24 @@ pub async fn run(cli: Cli) -> ExitStatus {
 pub struct Interrupted;
 
 impl exit::Classify for Interrupted {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Interrupted
+    }
+}
+
+/// Ctrl-C during a demo: the demo may have left a change in place (a stopped SQL thread, a missing role label, a
+/// StatefulSet scaled to another size); `repair` is the `lab up` that undoes it (with `--replicas` once the demo
+/// has scaled).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted: the demo stopped part-way and may have left the lab changed; run `{repair}` to repair it, then \
+     `lab verify`"
+)]
+pub struct DemoInterrupted {
+    pub repair: String,
+}
+
+impl exit::Classify for DemoInterrupted {
     fn exit_status(&self) -> ExitStatus {
         ExitStatus::Interrupted
     }
@@ -122,6 +145,21 @@ async fn dispatch(command: Command, settings: &Settings, runner: &mut Runner<'_>
             };
             print_result(&commands::render::run(&manifests, &settings.namespace, secrets)?);
             Ok(ExitStatus::Success)
+        }
+        Command::Demo(args) => {
+            if args.name == "list" {
+                match settings.format {
+                    Format::Json => print_result(&serde_json::to_string_pretty(&commands::demo::list_json())?),
+                    Format::Table | Format::Junit => print_result(&commands::demo::list()),
+                }
+                return Ok(ExitStatus::Success);
+            }
+            let report = commands::demo::run(settings, &args.name, args.pause, runner).await?;
+            match settings.format {
+                Format::Json => print_result(&serde_json::to_string_pretty(&report)?),
+                Format::Table | Format::Junit => print_result(&commands::demo::render_summary(&report)),
+            }
+            Ok(report.exit_status())
         }
         Command::Completions { shell } => {
             let mut out = Vec::new();

@@ -37,6 +37,21 @@ pub fn ask(question: &str) -> std::io::Result<String> {
     Ok(answer.trim().to_string())
 }
 
+/// Writes a demo's narration to stderr: it is progress, told while the demo runs (see `commands::demo`).
+pub fn narrate(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+    let _ = err.flush();
+}
+
+/// `--pause`: waits for Enter when stdin is a terminal; elsewhere (CI, a pipe) it returns at once.
+pub fn pause_for_enter(prompt: &str) {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let _ = ask(prompt);
+    }
+}
+
 fn paint(text: &str, ansi: &str, color: bool) -> String {
     if color {
         format!("\x1b[{ansi}m{text}\x1b[0m")

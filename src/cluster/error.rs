@@ -95,6 +95,9 @@ pub enum ClusterError {
 
     #[error("cannot open a local port for the port-forward to {pod}: {message}")]
     Forward { pod: String, message: String },
+
+    #[error("running a command in pod {pod} failed: {message}")]
+    Exec { pod: String, message: String },
 }
 
 impl ClusterError {
@@ -124,7 +127,8 @@ impl Classify for ClusterError {
             ClusterError::Unreachable { .. }
             | ClusterError::Timeout { .. }
             | ClusterError::PodFailed(_)
-            | ClusterError::Forward { .. } => ExitStatus::Unreachable,
+            | ClusterError::Forward { .. }
+            | ClusterError::Exec { .. } => ExitStatus::Unreachable,
         }
     }
 }

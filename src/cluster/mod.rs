@@ -9,6 +9,7 @@ mod assess;
 mod connect;
 mod error;
 mod forward;
+mod lifecycle;
 mod objects;
 mod preflight;
 mod snapshot;
@@ -33,6 +34,7 @@ pub use assess::{
 pub use connect::ClusterTarget;
 pub use error::ClusterError;
 pub use forward::Forward;
+pub use lifecycle::{ClaimIdentity, ExecOutput, PodIdentity, claim_name};
 pub use objects::AnnotatedKind;
 pub use preflight::{NamespaceState, Preflight, default_storage_class, namespace_state};
 pub use snapshot::{PodSnapshot, PvcSnapshot, ServiceSnapshot, Snapshot, StatefulSetSnapshot, StorageClassSnapshot};

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share: the lab's names, credentials and database sessions.
 
 pub mod checklist;
+pub mod demo;
 pub mod inspect;
 pub mod render;
 pub mod status;

@@ -265,6 +265,57 @@ impl Db {
         self.run("starting replication", &statement).await
     }
 
+    /// Stops the SQL (applier) thread only: events keep arriving in the relay log but are not applied.
+    pub async fn stop_sql_thread(&mut self) -> Result<(), DbError> {
+        let statement = self.dialect.stop_sql_thread_statement();
+        self.run("stopping the SQL thread", &statement).await
+    }
+
+    /// Starts the SQL thread where it stopped.
+    pub async fn start_sql_thread(&mut self) -> Result<(), DbError> {
+        let statement = self.dialect.start_sql_thread_statement();
+        self.run("starting the SQL thread", &statement).await
+    }
+
+    /// Stops then starts the IO thread: it reconnects to the source, which checks server ids again.
+    pub async fn restart_io_thread(&mut self) -> Result<(), DbError> {
+        let stop = self.dialect.stop_io_thread();
+        self.run("stopping the IO thread", &stop).await?;
+        let start = self.dialect.start_io_thread();
+        self.run("starting the IO thread", &start).await
+    }
+
+    /// The authentication plugin of `user` (any host); `None` when there is no such account.
+    pub async fn account_plugin(&mut self, user: &str) -> Result<Option<String>, DbError> {
+        let statement = self.dialect.account_plugin(user);
+        let rows = self
+            .rows("reading an account's authentication plugin", &statement)
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|row| row.first())
+            .and_then(|(_, value)| value.clone()))
+    }
+
+    /// MySQL: turns the replica's GET_SOURCE_PUBLIC_KEY option off or on, with the IO thread stopped around it.
+    /// Does nothing on MariaDB, which has no such option.
+    pub async fn set_get_public_key(&mut self, enabled: bool) -> Result<(), DbError> {
+        let Some(change) = self.dialect.public_key_option(enabled) else {
+            return Ok(());
+        };
+        let stop = self.dialect.stop_io_thread();
+        self.run("stopping the IO thread", &stop).await?;
+        self.run("changing the public-key option", &change).await?;
+        let start = self.dialect.start_io_thread();
+        self.run("starting the IO thread", &start).await
+    }
+
+    /// Sets `server_id` at runtime (not persisted: a restart brings back the configured one).
+    pub async fn set_server_id(&mut self, server_id: u32) -> Result<(), DbError> {
+        let statement = self.dialect.set_server_id(server_id);
+        self.run("setting server_id", &statement).await
+    }
+
     /// Polls the replica status until both threads run and the IO thread waits for events, twice in a row
     /// [`super::CONFIRM_RUNNING_AFTER`] apart (see [`super::confirm_running`]: a momentary `Yes` is not trusted).
     /// Neither server offers an event or notification for replication state, so a short poll is the only way.

@@ -15,6 +15,7 @@ const SERVER_FACTS_SQL: &str = include_str!("../../sql/00-server-facts.sql");
 const PRIMARY_SETUP_SQL: &str = include_str!("../../sql/01-primary-setup.sql");
 const REPLICA_SETUP_SQL: &str = include_str!("../../sql/02-replica-setup.sql");
 const VALIDATE_SQL: &str = include_str!("../../sql/03-validate.sql");
+const DEMO_SQL: &str = include_str!("../../sql/04-demo.sql");
 
 /// Seconds between the replica's reconnection attempts (the server default of 60 s makes a primary restart
 /// cost a minute of replication).
@@ -136,6 +137,8 @@ impl Dialect {
             "SUPER_READ_ONLY" if mysql => "@@super_read_only".into(),
             "SUPER_READ_ONLY" => "NULL".into(),
             "CONNECT_RETRY" => CONNECT_RETRY_SECONDS.to_string(),
+            "GET_PUBLIC_KEY" if change_source => "GET_SOURCE_PUBLIC_KEY".into(),
+            "GET_PUBLIC_KEY" => "GET_MASTER_PUBLIC_KEY".into(),
             _ => return None,
         })
     }
@@ -318,6 +321,52 @@ impl Dialect {
         statements
             .try_into()
             .expect("section read_only_check holds exactly three statements (tested)")
+    }
+
+    /// `STOP REPLICA SQL_THREAD` or `STOP SLAVE SQL_THREAD` (the lag demo).
+    pub fn stop_sql_thread_statement(&self) -> Statement {
+        self.render_one(DEMO_SQL, "stop_sql_thread", &[])
+    }
+
+    /// `START REPLICA SQL_THREAD` or `START SLAVE SQL_THREAD`.
+    pub fn start_sql_thread_statement(&self) -> Statement {
+        self.render_one(DEMO_SQL, "start_sql_thread", &[])
+    }
+
+    /// `STOP REPLICA IO_THREAD` or `STOP SLAVE IO_THREAD`.
+    pub fn stop_io_thread(&self) -> Statement {
+        self.render_one(DEMO_SQL, "stop_io_thread", &[])
+    }
+
+    /// `START REPLICA IO_THREAD` or `START SLAVE IO_THREAD`.
+    pub fn start_io_thread(&self) -> Statement {
+        self.render_one(DEMO_SQL, "start_io_thread", &[])
+    }
+
+    /// `SET GLOBAL server_id = N` (runtime only).
+    pub fn set_server_id(&self, server_id: u32) -> Statement {
+        self.render_one(
+            DEMO_SQL,
+            "set_server_id",
+            &[("SERVER_ID", Value::Number(u64::from(server_id)))],
+        )
+    }
+
+    /// `SELECT plugin FROM mysql.user WHERE user = '...'`.
+    pub fn account_plugin(&self, user: &str) -> Statement {
+        self.render_one(DEMO_SQL, "account_plugin", &[("USER", Value::Text(user))])
+    }
+
+    /// MySQL: `CHANGE REPLICATION SOURCE TO GET_SOURCE_PUBLIC_KEY = 0|1` (`CHANGE MASTER TO GET_MASTER_PUBLIC_KEY`
+    /// before 8.0.23). `None` on MariaDB, which has no such option (1064) and no caching_sha2_password.
+    pub fn public_key_option(&self, enabled: bool) -> Option<Statement> {
+        (self.version.flavor == Flavor::MySql).then(|| {
+            self.render_one(
+                DEMO_SQL,
+                "public_key_option",
+                &[("ENABLED", Value::Number(u64::from(enabled)))],
+            )
+        })
     }
 
     /// `START REPLICA` or `START SLAVE`, for repair hints.
@@ -515,6 +564,57 @@ mod tests {
         "10.11.19-MariaDB-0+deb12u1-log",
         "11.4.12-MariaDB-ubu2404",
     ];
+
+    #[test]
+    fn demo_statements_follow_the_replica_keyword_of_each_version() {
+        let demo = |v: &str| {
+            let d = dialect(v);
+            [
+                d.stop_sql_thread_statement(),
+                d.start_sql_thread_statement(),
+                d.stop_io_thread(),
+                d.start_io_thread(),
+                d.set_server_id(1),
+            ]
+            .iter()
+            .map(|s| s.text().to_string())
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            demo("8.4.10"),
+            [
+                "STOP REPLICA SQL_THREAD",
+                "START REPLICA SQL_THREAD",
+                "STOP REPLICA IO_THREAD",
+                "START REPLICA IO_THREAD",
+                "SET GLOBAL server_id = 1",
+            ]
+        );
+        assert_eq!(demo("10.11.19-MariaDB-0+deb12u1-log")[0], "STOP SLAVE SQL_THREAD");
+        // The replication auth mistake (error 2061) exists on MySQL only.
+        let off = |v: &str| dialect(v).public_key_option(false).map(|s| s.text().to_string());
+        assert_eq!(
+            off("8.4.10").as_deref(),
+            Some("CHANGE REPLICATION SOURCE TO GET_SOURCE_PUBLIC_KEY = 0")
+        );
+        assert_eq!(
+            off("8.0.22").as_deref(),
+            Some("CHANGE MASTER TO GET_MASTER_PUBLIC_KEY = 0")
+        );
+        assert_eq!(off("11.4.12-MariaDB-ubu2404"), None);
+        assert_eq!(
+            dialect("8.4.10").public_key_option(true).unwrap().text(),
+            "CHANGE REPLICATION SOURCE TO GET_SOURCE_PUBLIC_KEY = 1"
+        );
+        assert_eq!(
+            dialect("8.4.10").account_plugin("repl").text(),
+            "SELECT plugin FROM mysql.user WHERE user = 'repl'"
+        );
+        assert_eq!(demo("8.0.21")[3], "START SLAVE IO_THREAD");
+        for version in ALL_VERSIONS {
+            assert!(demo(version).iter().all(|text| !text.contains("{{")), "{version}");
+        }
+    }
 
     #[test]
     fn replica_setup_before_mysql_8_0_22_uses_master_and_slave_forms_with_the_public_key() {
