@@ -8,6 +8,7 @@ pub mod api;
 pub mod control;
 pub mod controllers;
 pub mod defaults;
+pub mod dns;
 pub mod faults;
 pub mod kubeconfig;
 pub mod managed;

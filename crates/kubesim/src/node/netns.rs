@@ -148,6 +148,28 @@ impl NodeNetwork {
         }
     }
 
+    /// Binds UDP and TCP sockets to `address` inside the node's namespace (for services the pods reach on the
+    /// bridge, such as cluster DNS). The sockets stay in that namespace wherever they are used.
+    pub fn bind(&self, address: std::net::SocketAddr) -> anyhow::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+        let netns = self.netns.try_clone()?;
+        std::thread::Builder::new()
+            .name("netns-bind".into())
+            .spawn(move || -> std::io::Result<_> {
+                // SAFETY: setns on a namespace fd we own; it only affects this short-lived thread.
+                if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let udp = std::net::UdpSocket::bind(address)?;
+                let tcp = std::net::TcpListener::bind(address)?;
+                udp.set_nonblocking(true)?;
+                tcp.set_nonblocking(true)?;
+                Ok((udp, tcp))
+            })?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the bind thread panicked"))?
+            .with_context(|| format!("cannot listen on {address} in the node network namespace"))
+    }
+
     /// Kills the namespace holder; the bridge and every veth go with the namespace.
     pub fn shutdown(&self) {
         if let Some(mut holder) = self.holder.lock().unwrap_or_else(|p| p.into_inner()).take() {
