@@ -2,6 +2,7 @@
 //! servers in their own network namespaces. They need root, iproute2, util-linux and mariadb-server; without them
 //! they fail with a message that says what to install.
 
+mod dns;
 mod faults;
 mod harness;
 mod interrupt;

@@ -355,5 +355,21 @@ async fn pods_resolve_cluster_names_with_getent_and_nslookup_and_follow_a_recrea
         ),
         "{err}"
     );
+    // Pods that reached the server before the bridge's ports changed still reach it: the bridge keeps its MAC
+    // (by default a bridge takes its ports' lowest, and pods' ARP caches would point at a vanished one).
+    let (code, out, err) = exec(
+        &kubeconfig,
+        "mysql-client",
+        &["getent", "hosts", "mysql-0.mysql-headless"],
+    )
+    .await;
+    assert_eq!(
+        (code, out.split_whitespace().next()),
+        (0, Some(new_ip0.as_str())),
+        "{err}"
+    );
+    let dns_ip = crate::node::DNS_IP.to_string();
+    let (_, neighbours, _) = exec(&kubeconfig, "mysql-client", &["ip", "neigh", "show", &dns_ip]).await;
+    assert!(neighbours.contains("lladdr 0a:58:0a:f4:00:01"), "{neighbours}");
     sim.stop();
 }

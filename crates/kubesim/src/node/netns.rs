@@ -82,8 +82,13 @@ impl NodeNetwork {
             used_hosts: Mutex::new(BTreeSet::new()),
             link_counter: Mutex::new(0),
         };
+        // The bridge gets a MAC of its own: by default a bridge takes the lowest MAC of its ports, which changes
+        // as pods come and go, and pods that cached the old one could no longer reach the node's address (where
+        // cluster DNS listens).
         let batch = format!(
-            "link set lo up\nlink add {BRIDGE} type bridge\naddr add {NODE_IP}/{POD_PREFIX_LEN} dev {BRIDGE}\nlink set {BRIDGE} up\n"
+            "link set lo up\nlink add {BRIDGE} type bridge\nlink set {BRIDGE} address {}\n\
+             addr add {NODE_IP}/{POD_PREFIX_LEN} dev {BRIDGE}\nlink set {BRIDGE} up\n",
+            pod_mac(NODE_IP)
         );
         if let Err(error) = run_ip_batch_blocking(&network.ip_program, &network.netns, &batch) {
             network.shutdown();
