@@ -509,13 +509,19 @@ async fn database_pods_start_like_the_image_replicate_by_dns_and_keep_their_data
     h.sql("database", "mysql-0", "CREATE DATABASE appdb; USE appdb; CREATE TABLE replication_test (id INT PRIMARY KEY, msg VARCHAR(50)); INSERT INTO replication_test VALUES (1, 'written_on_primary')").await;
     h.wait_replicated("written_on_primary\n").await;
 
-    // Delete and recreate the primary: same claim, no second initialisation, data and password kept.
+    // Delete and recreate the primary: same claim, no second initialisation, data and password kept. Another
+    // pod takes the freed address meanwhile, so the primary comes back on a new one.
+    let old_ip = h.store.get("pods", "database", "mysql-0").expect("pod")["status"]["podIP"].clone();
     h.delete("database", "mysql-0");
     h.wait_gone("database", "mysql-0", Duration::from_secs(15)).await;
     assert!(data.join("mysql").is_dir(), "the claim's data stays");
+    h.create("pods", "database", shell_pod("filler", "sleep 3600"));
+    let filler = h.wait_ready("database", "filler", Duration::from_secs(20)).await;
+    assert_eq!(filler["status"]["podIP"], old_ip, "the freed address is reused first");
     let restarted = std::time::Instant::now();
     h.create("pods", "database", mysql_pod(0, false));
-    h.wait_ready("database", "mysql-0", Duration::from_secs(60)).await;
+    let pod = h.wait_ready("database", "mysql-0", Duration::from_secs(60)).await;
+    assert_ne!(pod["status"]["podIP"], old_ip);
     let second_start = restarted.elapsed();
     let log = h.node.logs("database", "mysql-0", None, false, None).expect("log");
     assert!(!log.contains("Initializing database files"), "{log}");
@@ -523,7 +529,7 @@ async fn database_pods_start_like_the_image_replicate_by_dns_and_keep_their_data
         .sql("database", "mysql-0", "SELECT msg FROM appdb.replication_test")
         .await;
     assert_eq!(rows, "written_on_primary\n");
-    // The replica finds the new primary under the same name and catches up.
+    // The replica's IO thread resolves the same name again, gets the new address from cluster DNS and catches up.
     let primary_ip = h.store.get("pods", "database", "mysql-0").expect("pod")["status"]["podIP"]
         .as_str()
         .expect("ip")
