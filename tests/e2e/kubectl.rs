@@ -277,7 +277,8 @@ fn kubectl_exec_it_gives_a_terminal_that_follows_the_window() {
     assert!(screen.contains("all-on-a-terminal"), "{screen}");
     tmux.type_line("shell", "hello");
     // The terminal echoes what is typed, then the script answers; the window is 100 x 30.
-    let screen = tmux.wait_for("shell", "typed hello");
+    // Wait for the whole answer: on a loaded machine `stty size` prints a moment after the echo.
+    let screen = tmux.wait_for("shell", "typed hello\n30 100");
     assert!(screen.contains("hello\ntyped hello\n30 100"), "{screen}");
     // Resizing the window resizes the terminal in the pod (kubectl sends the new size on the resize channel).
     tmux.command(&["resize-window", "-t", "shell", "-x", "90", "-y", "25"]);

@@ -3,6 +3,7 @@
 //! they fail with a message that says what to install.
 
 mod demo;
+mod dns;
 mod faults;
 mod harness;
 mod interrupt;

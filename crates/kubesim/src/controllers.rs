@@ -747,7 +747,8 @@ impl Controllers {
         }
     }
 
-    /// Endpoints for every Service with a selector: Ready pods as addresses, the others as notReadyAddresses.
+    /// Endpoints for every Service with a selector: Ready pods as addresses, the others as notReadyAddresses
+    /// (all as addresses with `publishNotReadyAddresses`).
     fn endpoints(&mut self) {
         let store = self.control.store.clone();
         let services = store.list("services", None);
@@ -809,6 +810,11 @@ fn desired_endpoints(service: &Value, pods: &[Value]) -> Value {
     let mut labels = service.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
     labels[ENDPOINTS_MANAGED_BY] = json!("endpoint-controller");
     let mut endpoints = json!({ "metadata": { "name": name, "namespace": namespace, "labels": labels } });
+    // The endpoints controller's `tolerateUnreadyEndpoints`: cluster DNS publishes these addresses.
+    let publish_not_ready = service
+        .pointer("/spec/publishNotReadyAddresses")
+        .and_then(Value::as_bool)
+        == Some(true);
     let mut ready = Vec::new();
     let mut not_ready = Vec::new();
     for pod in pods {
@@ -825,7 +831,7 @@ fn desired_endpoints(service: &Value, pods: &[Value]) -> Value {
         if !text(pod, "/spec/hostname").is_empty() && text(pod, "/spec/subdomain") == name {
             address["hostname"] = json!(text(pod, "/spec/hostname"));
         }
-        if is_ready(pod) {
+        if is_ready(pod) || publish_not_ready {
             ready.push(address)
         } else {
             not_ready.push(address)
@@ -1035,6 +1041,27 @@ mod tests {
         let claim = claim_from_template(&sts(), &sts()["spec"]["volumeClaimTemplates"][0], "data-mysql-1");
         assert_eq!(claim["metadata"]["labels"], json!({ "app": "mysql" }));
         assert_eq!(claim["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    }
+
+    #[test]
+    fn not_ready_pods_are_addresses_only_when_the_service_publishes_them() {
+        let pod = |name: &str, ready: &str| {
+            json!({ "metadata": { "name": name, "namespace": "database", "uid": name },
+                    "spec": { "nodeName": "n", "hostname": name, "subdomain": "mysql-headless",
+                              "containers": [{ "name": "mysql", "ports": [{ "containerPort": 3306 }] }] },
+                    "status": { "podIP": format!("10.244.0.{}", name.len()),
+                                "conditions": [{ "type": "Ready", "status": ready }] } })
+        };
+        let pods = [pod("mysql-0", "True"), pod("mysql-10", "False")];
+        let mut service = json!({ "metadata": { "name": "mysql-headless", "namespace": "database" },
+                                  "spec": { "clusterIP": "None", "ports": [{ "name": "mysql", "port": 3306 }] } });
+        let subset = &desired_endpoints(&service, &pods)["subsets"][0];
+        assert_eq!(subset["addresses"].as_array().map(Vec::len), Some(1));
+        assert_eq!(subset["notReadyAddresses"][0]["hostname"], "mysql-10");
+        service["spec"]["publishNotReadyAddresses"] = json!(true);
+        let subset = &desired_endpoints(&service, &pods)["subsets"][0];
+        assert_eq!(subset["addresses"][1]["hostname"], "mysql-10");
+        assert!(subset.get("notReadyAddresses").is_none(), "{subset}");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! kubesim: a simulated Kubernetes cluster for testing `lab`.
 //!
 //! [`Kubesim::start`] runs an API server on loopback, the controllers (StatefulSet, scheduler, volumes,
-//! Endpoints, namespace deletion, garbage collection) and a node that runs pods as local processes, and writes a
-//! kubeconfig for it. Several simulators can run at once.
+//! Endpoints, namespace deletion, garbage collection), a node that runs pods as local processes with cluster DNS
+//! on its pod network ([`dns`]), and writes a kubeconfig for it. Several simulators can run at once.
 
 pub mod api;
 pub mod control;
 pub mod controllers;
 pub mod defaults;
+pub mod dns;
 pub mod faults;
 pub mod kubeconfig;
 pub mod managed;

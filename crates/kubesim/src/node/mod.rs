@@ -39,6 +39,9 @@ use crate::faults::Faults;
 use crate::store::{Change, ChangeKind, ObjectRef, Store};
 
 pub use self::netns::NODE_IP;
+/// Where cluster DNS listens (UDP and TCP port 53): the node's own address on the bridge, which every pod
+/// reaches directly, as a node-local DNS cache does (the kubelet's `clusterDNS` points there).
+pub const DNS_IP: std::net::Ipv4Addr = NODE_IP;
 use self::netns::NodeNetwork;
 use self::pod::PodState;
 use self::sys::Spawner;
@@ -169,9 +172,17 @@ impl Node {
             shut_down: std::sync::atomic::AtomicBool::new(false),
             watchdog: Mutex::new(start_watchdog(&name_prefix)),
         });
+        let dns_sockets = match inner.network.bind(std::net::SocketAddr::from((DNS_IP, 53))) {
+            Ok(sockets) => sockets,
+            Err(error) => {
+                inner.shutdown_now();
+                return Err(error.context("cannot start cluster DNS"));
+            }
+        };
         let watcher = runtime.spawn(watch_store(inner.clone()));
         let hosts = runtime.spawn(refresh_hosts(inner.clone()));
-        lock(&inner.tasks).extend([watcher, hosts]);
+        let dns = runtime.spawn(crate::dns::serve(inner.store.clone(), dns_sockets.0, dns_sockets.1));
+        lock(&inner.tasks).extend([watcher, hosts, dns]);
         Ok(Node { inner })
     }
 
@@ -410,32 +421,15 @@ impl Inner {
         tasks.push(task);
     }
 
-    /// Rewrites every pod's hosts file from the stored pods and Services.
+    /// Writes every pod's hosts file (its own entries only; other names come from cluster DNS).
     fn write_hosts_files(&self) {
-        let pods: Vec<hosts::PodEntry> = self
-            .store
-            .list("pods", None)
-            .iter()
-            .map(hosts::PodEntry::from_object)
-            .collect();
-        let services: Vec<hosts::ServiceEntry> = self
-            .store
-            .list("services", None)
-            .iter()
-            .map(hosts::ServiceEntry::from_object)
-            .collect();
         let ours: Vec<Arc<PodState>> = lock(&self.pods).values().cloned().collect();
         for pod in ours {
             let Some(sandbox) = pod.sandbox() else { continue };
-            let mut own = pods
-                .iter()
-                .find(|p| p.namespace == pod.namespace && p.name == pod.name)
-                .cloned()
-                .unwrap_or_else(|| hosts::PodEntry::from_object(&pod.object()));
+            let mut own = hosts::PodEntry::from_object(&pod.object());
             own.ip = Some(sandbox.address.to_string());
             own.hostname = sandbox.hostname.clone();
-            let content = hosts::render(&own, &pods, &services);
-            if let Err(error) = sandbox.write_hosts(&content) {
+            if let Err(error) = sandbox.write_hosts(&hosts::render(&own)) {
                 tracing::warn!(pod = %pod.name, %error, "cannot write the hosts file");
             }
         }

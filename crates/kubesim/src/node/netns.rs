@@ -82,8 +82,13 @@ impl NodeNetwork {
             used_hosts: Mutex::new(BTreeSet::new()),
             link_counter: Mutex::new(0),
         };
+        // The bridge gets a MAC of its own: by default a bridge takes the lowest MAC of its ports, which changes
+        // as pods come and go, and pods that cached the old one could no longer reach the node's address (where
+        // cluster DNS listens).
         let batch = format!(
-            "link set lo up\nlink add {BRIDGE} type bridge\naddr add {NODE_IP}/{POD_PREFIX_LEN} dev {BRIDGE}\nlink set {BRIDGE} up\n"
+            "link set lo up\nlink add {BRIDGE} type bridge\nlink set {BRIDGE} address {}\n\
+             addr add {NODE_IP}/{POD_PREFIX_LEN} dev {BRIDGE}\nlink set {BRIDGE} up\n",
+            pod_mac(NODE_IP)
         );
         if let Err(error) = run_ip_batch_blocking(&network.ip_program, &network.netns, &batch) {
             network.shutdown();
@@ -146,6 +151,28 @@ impl NodeNetwork {
             // Already gone with its namespace: nothing to do.
             tracing::debug!(%veth, %error, "veth not deleted");
         }
+    }
+
+    /// Binds UDP and TCP sockets to `address` inside the node's namespace (for services the pods reach on the
+    /// bridge, such as cluster DNS). The sockets stay in that namespace wherever they are used.
+    pub fn bind(&self, address: std::net::SocketAddr) -> anyhow::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+        let netns = self.netns.try_clone()?;
+        std::thread::Builder::new()
+            .name("netns-bind".into())
+            .spawn(move || -> std::io::Result<_> {
+                // SAFETY: setns on a namespace fd we own; it only affects this short-lived thread.
+                if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let udp = std::net::UdpSocket::bind(address)?;
+                let tcp = std::net::TcpListener::bind(address)?;
+                udp.set_nonblocking(true)?;
+                tcp.set_nonblocking(true)?;
+                Ok((udp, tcp))
+            })?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the bind thread panicked"))?
+            .with_context(|| format!("cannot listen on {address} in the node network namespace"))
     }
 
     /// Kills the namespace holder; the bridge and every veth go with the namespace.

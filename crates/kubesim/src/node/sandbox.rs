@@ -74,7 +74,10 @@ impl Sandbox {
         std::fs::create_dir_all(dir.join("volumes"))?;
         std::fs::create_dir_all(dir.join("containers"))?;
         std::fs::write(dir.join("etc-hostname"), format!("{hostname}\n"))?;
-        std::fs::write(dir.join("etc-resolv.conf"), super::spec::resolv_conf(namespace))?;
+        std::fs::write(
+            dir.join("etc-resolv.conf"),
+            super::spec::resolv_conf(namespace, super::DNS_IP),
+        )?;
         std::fs::write(dir.join("etc-hosts"), "")?;
         let mut pause = sys::spawn_holder(
             spawner,

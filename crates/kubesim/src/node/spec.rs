@@ -401,11 +401,11 @@ pub fn database_my_cnf() -> &'static str {
      !includedir /etc/mysql/conf.d/\n"
 }
 
-/// The resolv.conf of a pod: cluster search domains; the nameserver is the pod's own loopback, where nothing
-/// listens, so lookups of names missing from the hosts file fail at once and no query leaves the pod.
-pub fn resolv_conf(namespace: &str) -> String {
+/// The resolv.conf the kubelet writes for a `ClusterFirst` pod: the cluster DNS server and the cluster search
+/// path, `ndots:5` so that short names (`mysql-0.mysql-headless`) go through the search path first.
+pub fn resolv_conf(namespace: &str, nameserver: std::net::Ipv4Addr) -> String {
     format!(
-        "search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.1\noptions ndots:5 attempts:1 timeout:1\n"
+        "search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver {nameserver}\noptions ndots:5\n"
     )
 }
 

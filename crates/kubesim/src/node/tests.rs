@@ -178,6 +178,14 @@ impl Harness {
         }
     }
 
+    /// Runs the controllers on this store, for tests that need what they publish (the Endpoints cluster DNS
+    /// answers from). They stop when the returned guard drops.
+    fn controllers(&self) -> Controllers {
+        let control =
+            crate::control::ControlPlane::new(self.store.clone(), self.faults.clone(), self.dir.path().join("volumes"));
+        Controllers(crate::controllers::spawn(control))
+    }
+
     fn finish(self) {
         self.node.shutdown();
         assert_eq!(
@@ -185,6 +193,14 @@ impl Harness {
             Vec::<String>::new(),
             "the node left things behind"
         );
+    }
+}
+
+struct Controllers(tokio::task::JoinHandle<()>);
+
+impl Drop for Controllers {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -301,6 +317,7 @@ fn missing_programs_and_root_are_named_with_the_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_get_their_own_network_hostname_and_mounts_and_reach_each_other_by_name() {
     let h = harness();
+    let _controllers = h.controllers();
     h.create(
         "services",
         "default",
@@ -309,6 +326,8 @@ async fn pods_get_their_own_network_hostname_and_mounts_and_reach_each_other_by_
     let server = "echo web-started; exec perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>8080,Listen=>5,ReuseAddr=>1) or die $!; while($c=$s->accept){ print $c \"hello from \".`hostname`; close $c }'";
     let mut web = shell_pod("web-0", server);
     web["metadata"]["labels"]["app"] = json!("web");
+    // As a StatefulSet sets them: only a pod with an explicit hostname gets a DNS name under the subdomain.
+    web["spec"]["hostname"] = json!("web-0");
     web["spec"]["subdomain"] = json!("web");
     web["spec"]["containers"][0]["readinessProbe"] = json!({ "tcpSocket": { "port": 8080 }, "periodSeconds": 1 });
     h.create("pods", "default", web);
@@ -344,7 +363,13 @@ async fn pods_get_their_own_network_hostname_and_mounts_and_reach_each_other_by_
     // The client resolves the web pod by its cluster DNS name and reaches it through the bridge.
     let fqdn = "web-0.web.default.svc.cluster.local";
     let (_, hosts, _) = h.exec("default", "client", &["cat", "/etc/hosts"]).await;
-    assert!(hosts.contains(&format!("{web_ip}\t{fqdn}")), "{hosts}");
+    assert!(hosts.ends_with("\tclient\n"), "{hosts}");
+    assert!(
+        !hosts.contains("web-0"),
+        "other pods are not in the hosts file: {hosts}"
+    );
+    let (code, resolved, err) = h.exec("default", "client", &["getent", "hosts", "web-0.web"]).await;
+    assert_eq!((code, resolved), (0, format!("{web_ip:<15} {fqdn}\n")), "{err}");
     let (code, reply, err) = h
         .exec(
             "default",
@@ -390,6 +415,7 @@ async fn pods_get_their_own_network_hostname_and_mounts_and_reach_each_other_by_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_pods_start_like_the_image_replicate_by_dns_and_keep_their_data() {
     let h = harness();
+    let _controllers = h.controllers();
     database_namespace(&h);
     let data = h.claim("database", "data-mysql-0");
     h.claim("database", "data-mysql-1");
@@ -483,13 +509,19 @@ async fn database_pods_start_like_the_image_replicate_by_dns_and_keep_their_data
     h.sql("database", "mysql-0", "CREATE DATABASE appdb; USE appdb; CREATE TABLE replication_test (id INT PRIMARY KEY, msg VARCHAR(50)); INSERT INTO replication_test VALUES (1, 'written_on_primary')").await;
     h.wait_replicated("written_on_primary\n").await;
 
-    // Delete and recreate the primary: same claim, no second initialisation, data and password kept.
+    // Delete and recreate the primary: same claim, no second initialisation, data and password kept. Another
+    // pod takes the freed address meanwhile, so the primary comes back on a new one.
+    let old_ip = h.store.get("pods", "database", "mysql-0").expect("pod")["status"]["podIP"].clone();
     h.delete("database", "mysql-0");
     h.wait_gone("database", "mysql-0", Duration::from_secs(15)).await;
     assert!(data.join("mysql").is_dir(), "the claim's data stays");
+    h.create("pods", "database", shell_pod("filler", "sleep 3600"));
+    let filler = h.wait_ready("database", "filler", Duration::from_secs(20)).await;
+    assert_eq!(filler["status"]["podIP"], old_ip, "the freed address is reused first");
     let restarted = std::time::Instant::now();
     h.create("pods", "database", mysql_pod(0, false));
-    h.wait_ready("database", "mysql-0", Duration::from_secs(60)).await;
+    let pod = h.wait_ready("database", "mysql-0", Duration::from_secs(60)).await;
+    assert_ne!(pod["status"]["podIP"], old_ip);
     let second_start = restarted.elapsed();
     let log = h.node.logs("database", "mysql-0", None, false, None).expect("log");
     assert!(!log.contains("Initializing database files"), "{log}");
@@ -497,18 +529,14 @@ async fn database_pods_start_like_the_image_replicate_by_dns_and_keep_their_data
         .sql("database", "mysql-0", "SELECT msg FROM appdb.replication_test")
         .await;
     assert_eq!(rows, "written_on_primary\n");
-    // The replica finds the new primary under the same name and catches up.
+    // The replica's IO thread resolves the same name again, gets the new address from cluster DNS and catches up.
     let primary_ip = h.store.get("pods", "database", "mysql-0").expect("pod")["status"]["podIP"]
         .as_str()
         .expect("ip")
         .to_string();
-    let (_, hosts, _) = h.exec("database", "mysql-1", &["cat", "/etc/hosts"]).await;
-    assert!(
-        hosts.contains(&format!(
-            "{primary_ip}\tmysql-0.mysql-headless.database.svc.cluster.local"
-        )),
-        "{hosts}"
-    );
+    let name = "mysql-0.mysql-headless.database.svc.cluster.local";
+    let (_, resolved, _) = h.exec("database", "mysql-1", &["getent", "hosts", name]).await;
+    assert_eq!(resolved, format!("{primary_ip:<15} {name}\n"));
     h.sql(
         "database",
         "mysql-0",
