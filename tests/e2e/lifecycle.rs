@@ -38,6 +38,18 @@ fn server_ids(report: &Value) -> Vec<(String, u64)> {
     ids
 }
 
+/// A run of `lab up` whose every step reports `unchanged` or `passed`.
+#[track_caller]
+fn assert_changed_nothing(report: &Value) {
+    let changed: Vec<&Value> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "done")
+        .collect();
+    assert!(changed.is_empty(), "a run of `lab up` changed something: {changed:?}");
+}
+
 #[track_caller]
 fn assert_replicating(report: &Value, replicas: &[&str]) {
     let found: Vec<&str> = report["replicas"]
@@ -169,13 +181,7 @@ fn a_lab_lives_through_rerun_restarts_scaling_and_teardown() {
     }
     let report = second.json();
     assert_eq!(report["verdict"], "HEALTHY");
-    let changed: Vec<&Value> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["status"] == "done")
-        .collect();
-    assert!(changed.is_empty(), "a second `lab up` changed something: {changed:?}");
+    assert_changed_nothing(&report);
     lab(&kc, &["verify"]).assert_code(0);
     let status = lab(&kc, &["status", "-o", "json"]);
     status.assert_code(0);
@@ -388,13 +394,7 @@ fn a_parallel_lab_starts_every_pod_at_once_and_keeps_its_policy() {
         .assert_stderr_contains("it was built with --parallel");
     let report = again.json();
     assert_eq!(report["verdict"], "HEALTHY");
-    let changed: Vec<&Value> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["status"] == "done")
-        .collect();
-    assert!(changed.is_empty(), "a second `lab up` changed something: {changed:?}");
+    assert_changed_nothing(&report);
     assert_eq!(
         sim.objects("statefulsets", Some(NS))[0]["spec"]["podManagementPolicy"],
         "Parallel"

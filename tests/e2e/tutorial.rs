@@ -7,41 +7,12 @@ use crate::harness::{kubeconfig, lab, parse_junit, run_as_user as run, start_sim
 const VALIDATE_SQL: &str = include_str!("tutorial/03-validate.sql");
 const HEALTH_CHECK: &str = include_str!("tutorial/04-health-check.sh");
 
-#[test]
-fn the_tutorials_own_commands_work_on_the_lab_lab_built() {
-    let sim = start_sim();
-    let kc = kubeconfig(&sim);
-    lab(&kc, &["up"]).assert_code(0);
-
-    // Section 5, "Write on primary": kubectl exec -it mysql-0 -n database -- mysql -h 127.0.0.1 -uroot -proot
-    // < scripts/03-validate.sql. With stdin redirected from a file, kubectl runs it without a terminal.
-    let (code, out, err) = run(
-        &kc,
-        "kubectl",
-        &[
-            "exec",
-            "-it",
-            "mysql-0",
-            "-n",
-            "database",
-            "--",
-            "mysql",
-            "-h",
-            "127.0.0.1",
-            "-uroot",
-            "-proot",
-        ],
-        VALIDATE_SQL,
-    );
-    assert_eq!(code, 0, "03-validate.sql failed on the primary:\n{out}\n{err}");
-    assert_eq!(out, "id\tmsg\n1\twritten_on_primary\n", "stderr: {err}");
-
-    // "Read from replica". The tutorial reads at once; replication is asynchronous, so a person who reads too
-    // early sees nothing yet. Wait the way a person would, by reading again, for at most 10 seconds.
-    let read = [
+/// The tutorial's `kubectl exec -it POD -n database -- mysql -h 127.0.0.1 -uroot -proot [-e SQL]`.
+fn tutorial_mysql<'a>(pod: &'a str, sql: &'a str) -> Vec<&'a str> {
+    let mut args = vec![
         "exec",
         "-it",
-        "mysql-1",
+        pod,
         "-n",
         "database",
         "--",
@@ -50,9 +21,28 @@ fn the_tutorials_own_commands_work_on_the_lab_lab_built() {
         "127.0.0.1",
         "-uroot",
         "-proot",
-        "-e",
-        "USE appdb; SELECT * FROM replication_test;",
     ];
+    if !sql.is_empty() {
+        args.extend(["-e", sql]);
+    }
+    args
+}
+
+#[test]
+fn the_tutorials_own_commands_work_on_the_lab_lab_built() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up"]).assert_code(0);
+
+    // Section 5, "Write on primary": kubectl exec -it mysql-0 -n database -- mysql -h 127.0.0.1 -uroot -proot
+    // < scripts/03-validate.sql. With stdin redirected from a file, kubectl runs it without a terminal.
+    let (code, out, err) = run(&kc, "kubectl", &tutorial_mysql("mysql-0", ""), VALIDATE_SQL);
+    assert_eq!(code, 0, "03-validate.sql failed on the primary:\n{out}\n{err}");
+    assert_eq!(out, "id\tmsg\n1\twritten_on_primary\n", "stderr: {err}");
+
+    // "Read from replica". The tutorial reads at once; replication is asynchronous, so a person who reads too
+    // early sees nothing yet. Wait the way a person would, by reading again, for at most 10 seconds.
+    let read = tutorial_mysql("mysql-1", "USE appdb; SELECT * FROM replication_test;");
     let started = std::time::Instant::now();
     let out = loop {
         let (code, out, err) = run(&kc, "kubectl", &read, "");
@@ -68,26 +58,11 @@ fn the_tutorials_own_commands_work_on_the_lab_lab_built() {
     assert_eq!(out, "id\tmsg\n1\twritten_on_primary\n");
 
     // "Replica write should fail (safety test)", as root: the read-only error, on MariaDB as on MySQL.
-    let (code, out, err) = run(
-        &kc,
-        "kubectl",
-        &[
-            "exec",
-            "-it",
-            "mysql-1",
-            "-n",
-            "database",
-            "--",
-            "mysql",
-            "-h",
-            "127.0.0.1",
-            "-uroot",
-            "-proot",
-            "-e",
-            "USE appdb; INSERT INTO replication_test VALUES (2,'should_fail');",
-        ],
-        "",
+    let write = tutorial_mysql(
+        "mysql-1",
+        "USE appdb; INSERT INTO replication_test VALUES (2,'should_fail');",
     );
+    let (code, out, err) = run(&kc, "kubectl", &write, "");
     assert_eq!(code, 1, "root's write on the replica must fail:\n{out}\n{err}");
     assert!(
         err.contains("ERROR 1290") && err.contains("--read-only"),
