@@ -321,3 +321,47 @@ fn ctrl_c_or_sigterm_before_the_lab_is_up_exits_130_and_leaves_nothing() {
         assert!(files.is_empty(), "{signal}: files left in TMPDIR: {files:?}");
     }
 }
+
+#[test]
+fn lab_sim_takes_ups_flags_keeps_stdout_one_json_report_and_stops_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut child = spawn_sim(&["-o", "json", "-n", "db2", "--replicas", "1"], tmp.path());
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    let mut line = String::new();
+    let kubeconfig = loop {
+        line.clear();
+        if stderr.read_line(&mut line).expect("read stderr") == 0 {
+            let code = child.wait().expect("lab exits").code();
+            panic!("lab sim exited ({code:?}) before printing the export line:\n{seen}");
+        }
+        seen.push_str(&line);
+        if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
+            break PathBuf::from(path);
+        }
+    };
+    let hints = drain(stderr);
+    let status = lab(&kubeconfig, &["status", "-n", "db2", "-o", "json"]);
+    status.assert_code(0);
+    assert_eq!(
+        status.json()["pods"].as_array().map(Vec::len),
+        Some(2),
+        "mysql-0 and the client pod"
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let code = child.wait().expect("lab sim exits").code();
+    let (stdout, rest) = (stdout.join().unwrap(), hints.join().unwrap());
+    assert_eq!(code, Some(0), "stderr:\n{seen}{rest}");
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is one JSON report ({e}):\n{stdout}"));
+    assert_eq!(report["verdict"], "HEALTHY", "{report:#}");
+    assert!(rest.contains("kubectl get pods -n db2"), "{rest}");
+    assert!(rest.contains("kubectl exec mysql-0 -n db2 --"), "{rest}");
+    assert!(rest.contains("lab verify -n db2"), "{rest}");
+    assert!(!kubeconfig.parent().expect("work dir").exists());
+}
