@@ -42,10 +42,9 @@ pub async fn run(
     let mut signals = Signals::listen()?;
     let reporter = runner.reporter();
     reporter.note("starting a simulated cluster on this machine (kubesim)");
-    let mut simulator = Simulator(Some(
-        Kubesim::start(Options::default()).context("cannot start the simulated cluster")?,
-    ));
-    let kubeconfig = simulator.kubeconfig_path();
+    let sim = Kubesim::start(Options::default()).context("cannot start the simulated cluster")?;
+    let kubeconfig = sim.kubeconfig_path().to_path_buf();
+    let mut simulator = Simulator(Some(sim));
     let on_sim = Settings {
         kubeconfig: Some(kubeconfig.clone()),
         context: None,
@@ -175,13 +174,6 @@ impl Signals {
 struct Simulator(Option<Kubesim>);
 
 impl Simulator {
-    fn kubeconfig_path(&self) -> std::path::PathBuf {
-        self.0
-            .as_ref()
-            .map(|sim| sim.kubeconfig_path().to_path_buf())
-            .unwrap_or_default()
-    }
-
     /// Stops the simulator and returns what of it is still on the machine (empty = clean), each noted.
     fn stop(&mut self, reporter: &dyn Reporter) -> Vec<String> {
         let Some(sim) = self.0.take() else {
