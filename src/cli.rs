@@ -65,6 +65,8 @@ pub enum Command {
     Teardown(TeardownArgs),
     /// Print the manifests exactly as `lab up` would apply them (Secrets without their values).
     Render(RenderArgs),
+    /// Run the whole lab without a cluster: start a simulated one here, build the lab on it, serve until Ctrl-C.
+    Sim(SimArgs),
     /// Show one of the tutorial's behaviours live on a running lab, narrated for a class (`lab demo list`).
     Demo(DemoArgs),
     /// Print a shell completion script.
@@ -83,6 +85,7 @@ impl Command {
             Command::Status => "status",
             Command::Teardown(_) => "teardown",
             Command::Render(_) => "render",
+            Command::Sim(_) => "sim",
             Command::Demo(_) => "demo",
             Command::Completions { .. } => "completions",
         }
@@ -140,6 +143,12 @@ pub struct RenderArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
+    #[command(flatten)]
+    pub manifests: ManifestArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
     #[command(flatten)]
     pub manifests: ManifestArgs,
 }

@@ -34,7 +34,10 @@ pub async fn run(cli: Cli) -> ExitStatus {
     let settings = Settings::resolve(&cli.global, Environment::detect());
     init_logging(settings.verbosity, settings.color);
     let progress = Progress::new(settings.progress, settings.color);
-    let reports = matches!(cli.command, Command::Up(_) | Command::Verify | Command::Status);
+    let reports = matches!(
+        cli.command,
+        Command::Up(_) | Command::Sim(_) | Command::Verify | Command::Status
+    );
     let command_name = cli.command.name();
     if settings.format == Format::Junit && !matches!(cli.command, Command::Verify | Command::Status) {
         print_error(
@@ -48,14 +51,21 @@ pub async fn run(cli: Cli) -> ExitStatus {
     if let Some(checkpoint) = std::env::var_os("LAB_INTERRUPT_AT") {
         interrupt::interrupt_at(&checkpoint.to_string_lossy());
     }
-    let result = tokio::select! {
-        biased;
-        _ = interrupt::interrupted() => Err(if demo {
-            DemoInterrupted { repair: commands::demo::repair_command() }.into()
-        } else {
-            Interrupted.into()
-        }),
-        result = dispatch(cli.command, &settings, &mut runner) => result,
+    let result = match cli.command {
+        // `lab sim` serves on after its `up` until Ctrl-C, which then ends it cleanly: it owns its signals and
+        // stops its simulator on every way out.
+        Command::Sim(args) => {
+            commands::sim::run(&settings, &ManifestSettings::from(&args.manifests), &mut runner).await
+        }
+        command => tokio::select! {
+            biased;
+            _ = interrupt::interrupted() => Err(if demo {
+                DemoInterrupted { repair: commands::demo::repair_command() }.into()
+            } else {
+                Interrupted.into()
+            }),
+            result = dispatch(command, &settings, &mut runner) => result,
+        },
     };
     match result {
         Ok(status) => status,
@@ -161,6 +171,7 @@ async fn dispatch(command: Command, settings: &Settings, runner: &mut Runner<'_>
             }
             Ok(report.exit_status())
         }
+        Command::Sim(_) => unreachable!("`lab sim` is run by `run`, outside the Ctrl-C select"),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "lab", &mut out);
@@ -187,7 +198,7 @@ pub fn exit_for(verdict: Verdict, strictness: Strictness) -> ExitStatus {
     }
 }
 
-fn finish(report: &HealthReport, settings: &Settings, strictness: Strictness, command: &str) -> ExitStatus {
+pub(crate) fn finish(report: &HealthReport, settings: &Settings, strictness: Strictness, command: &str) -> ExitStatus {
     match settings.format {
         Format::Json => print_result(&report::render_json(report)),
         Format::Junit => print_result(&report::render_junit(report, command)),

@@ -4,6 +4,7 @@ pub mod checklist;
 pub mod demo;
 pub mod inspect;
 pub mod render;
+pub mod sim;
 pub mod status;
 pub mod teardown;
 pub mod up;

@@ -75,6 +75,12 @@ fn name_prefix() -> String {
     format!("ks{:x}{instance:x}", std::process::id() % 0x10000)
 }
 
+/// What this machine lacks to run a simulator with a node (root, the programs pods run), as one message naming
+/// each missing piece and the package to install; `None` when it can run one. `start` fails with the same message.
+pub fn missing_requirements() -> Option<String> {
+    node::requirements_missing_here()
+}
+
 impl Kubesim {
     /// Blocking: starts its own tokio runtime on background threads; usable from plain #[test] fns (and from async
     /// code, where it blocks the calling thread while starting).

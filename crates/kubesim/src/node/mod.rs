@@ -59,13 +59,18 @@ struct Programs {
     database: database::Programs,
 }
 
+/// What this machine lacks to run pods (root, programs), as one message naming each missing piece and its package;
+/// `None` when nothing is missing.
+pub fn requirements_missing_here() -> Option<String> {
+    missing_requirements(sys::is_root(), &|name: &str| sys::find_program(name).is_some())
+}
+
 /// What is missing on this machine to run pods, as one message naming each missing piece and its package.
 fn missing_requirements(is_root: bool, find: &dyn Fn(&str) -> bool) -> Option<String> {
     let mut problems = Vec::new();
     if !is_root {
-        problems.push(
-            "the node must run as root (it creates network and mount namespaces); run the tests as root".to_string(),
-        );
+        problems
+            .push("the node must run as root (it creates network and mount namespaces); run it as root".to_string());
     }
     let needed = [
         ("ip", "iproute2"),
@@ -129,8 +134,7 @@ pub struct Node {
 impl Node {
     /// Starts the kubelet loop on the current tokio runtime. Fails naming whatever is missing on the machine.
     pub fn start(store: Store, faults: Faults, work_dir: PathBuf, name_prefix: String) -> anyhow::Result<Node> {
-        let find = |name: &str| sys::find_program(name).is_some();
-        if let Some(message) = missing_requirements(sys::is_root(), &find) {
+        if let Some(message) = requirements_missing_here() {
             anyhow::bail!(message);
         }
         let program = |name: &str| sys::find_program(name).with_context(|| format!("`{name}` not found"));
