@@ -6,6 +6,7 @@
 //! never an abort; only a cluster that cannot be reached at all stops the command.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
@@ -116,8 +117,9 @@ pub async fn check_all(
     Ok((text, exit_for_all(&verdicts, check)))
 }
 
-/// Runs `check` on each namespace in turn, within the command's one deadline. An error becomes that lab's BROKEN
-/// report, as `lab status -n NAMESPACE -o json` prints it.
+/// Runs `check` on each namespace in turn, within the command's one deadline, each lab with its fair share of the
+/// time left (see [`lab_budget`]). An error becomes that lab's BROKEN report, as `lab status -n NAMESPACE -o json`
+/// prints it.
 async fn check_each(
     settings: &Settings,
     reporter: &dyn Reporter,
@@ -126,11 +128,14 @@ async fn check_each(
 ) -> Vec<HealthReport> {
     let started = Instant::now();
     let mut reports = Vec::new();
-    for namespace in namespaces {
+    for (done, namespace) in namespaces.iter().enumerate() {
         reporter.note(&format!("lab {} -n {namespace}", check.name()));
         let mut one = settings.clone();
         one.namespace = namespace.clone();
-        one.timeout = settings.timeout.saturating_sub(started.elapsed());
+        one.timeout = lab_budget(
+            settings.timeout.saturating_sub(started.elapsed()),
+            namespaces.len() - done,
+        );
         let mut runner = Runner::new(reporter);
         let result = match check {
             Check::Status => status::run(&one, &mut runner).await,
@@ -145,6 +150,13 @@ async fn check_each(
         });
     }
     reports
+}
+
+/// The time one lab may take: an equal share of the time left among the labs left, so that a lab that hangs (a pod
+/// that never gets Ready, which `verify` waits for) cannot leave the labs after it no time; what a quick lab does
+/// not use goes to the labs after it.
+pub fn lab_budget(left: Duration, labs_left: usize) -> Duration {
+    left / u32::try_from(labs_left.max(1)).unwrap_or(u32::MAX)
 }
 
 /// The exit status over all labs, by the single-namespace rules: `verify` exits 0 only if every lab is HEALTHY,
@@ -255,6 +267,20 @@ mod tests {
         assert_eq!(
             exit_for_all(&[Degraded, Broken, Healthy], Check::Status),
             ExitStatus::Unhealthy
+        );
+    }
+
+    #[test]
+    fn each_lab_gets_an_equal_share_of_the_time_left() {
+        assert_eq!(lab_budget(Duration::from_secs(600), 3), Duration::from_secs(200));
+        // The first lab took 20 s of its 200: the two left share 580 s.
+        assert_eq!(lab_budget(Duration::from_secs(580), 2), Duration::from_secs(290));
+        assert_eq!(lab_budget(Duration::from_secs(7), 1), Duration::from_secs(7));
+        assert_eq!(lab_budget(Duration::ZERO, 2), Duration::ZERO);
+        assert_eq!(
+            lab_budget(Duration::from_secs(9), 0),
+            Duration::from_secs(9),
+            "no division by zero"
         );
     }
 
