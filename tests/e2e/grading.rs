@@ -148,6 +148,11 @@ fn a_class_of_three_labs_is_listed_and_graded_in_one_command() {
         .assert_code(2)
         .assert_stderr_contains("exclude each other");
 
+    // -A on a command that does not check is a usage error too, before anything is done.
+    lab(&kc, &["teardown", "-A", "--yes"])
+        .assert_code(2)
+        .assert_stderr_contains("--all-namespaces is for verify, status and list");
+
     // The class repaired, verify -A passes.
     lab(&kc, &["up", "-n", "student-2"]).assert_code(0);
     let verify = lab(&kc, &["verify", "-A", "-o", "json"]);
