@@ -34,11 +34,30 @@ pub async fn run(cli: Cli) -> ExitStatus {
     let settings = Settings::resolve(&cli.global, Environment::detect());
     init_logging(settings.verbosity, settings.color);
     let progress = Progress::new(settings.progress, settings.color);
-    let reports = matches!(
-        cli.command,
-        Command::Up(_) | Command::Sim(_) | Command::Verify | Command::Status
-    );
+    let all_namespaces = cli.global.all_namespaces;
+    // With --all-namespaces the labs' errors are rows of the result; what is left is a cluster-wide error.
+    let reports = !all_namespaces
+        && matches!(
+            cli.command,
+            Command::Up(_) | Command::Sim(_) | Command::Verify | Command::Status
+        );
     let command_name = cli.command.name();
+    if all_namespaces && cli.global.namespace.is_some() {
+        print_error(
+            "--all-namespaces and -n/--namespace exclude each other: pass one (-A checks every lab, -n one)",
+            settings.color,
+        );
+        return ExitStatus::Usage;
+    }
+    if all_namespaces && !matches!(cli.command, Command::Verify | Command::Status | Command::List) {
+        print_error(
+            &format!(
+                "--all-namespaces is for verify, status and list (which always lists every lab), not {command_name}"
+            ),
+            settings.color,
+        );
+        return ExitStatus::Usage;
+    }
     if settings.format == Format::Junit && !matches!(cli.command, Command::Verify | Command::Status) {
         print_error(
             &format!("-o junit is for the commands that check a lab (verify, status), not {command_name}: use -o json"),
@@ -64,7 +83,7 @@ pub async fn run(cli: Cli) -> ExitStatus {
             } else {
                 Interrupted.into()
             }),
-            result = dispatch(command, &settings, &mut runner) => result,
+            result = dispatch(command, all_namespaces, &settings, &mut runner) => result,
         },
     };
     match result {
@@ -116,8 +135,26 @@ impl exit::Classify for DemoInterrupted {
     }
 }
 
-async fn dispatch(command: Command, settings: &Settings, runner: &mut Runner<'_>) -> anyhow::Result<ExitStatus> {
+async fn dispatch(
+    command: Command,
+    all_namespaces: bool,
+    settings: &Settings,
+    runner: &mut Runner<'_>,
+) -> anyhow::Result<ExitStatus> {
     match command {
+        Command::Verify | Command::Status if all_namespaces => {
+            let check = match command {
+                Command::Verify => commands::list::Check::Verify,
+                _ => commands::list::Check::Status,
+            };
+            let (text, status) = commands::list::check_all(settings, runner.reporter(), check).await?;
+            print_result(&text);
+            Ok(status)
+        }
+        Command::List => {
+            print_result(&commands::list::list(settings, runner.reporter()).await?);
+            Ok(ExitStatus::Success)
+        }
         Command::Up(args) => {
             let manifests = ManifestSettings::from(&args.manifests);
             let report = commands::up::run(settings, &manifests, runner).await?;

@@ -68,6 +68,8 @@ impl Settings {
             output,
             verbose,
             timeout,
+            // Read where the commands are dispatched: it picks the namespaces, not how one is checked.
+            all_namespaces: _,
         } = args;
         let format = match output {
             OutputFormat::Human => Format::Table,
@@ -82,7 +84,9 @@ impl Settings {
         Settings {
             kubeconfig: kubeconfig.clone(),
             context: context.clone(),
-            namespace: namespace.clone(),
+            namespace: namespace
+                .clone()
+                .unwrap_or_else(|| crate::cli::DEFAULT_NAMESPACE.to_string()),
             format,
             verbosity: *verbose,
             timeout: Duration::from_secs(*timeout),
@@ -177,5 +181,9 @@ mod tests {
         assert_eq!(s.timeout, Duration::from_secs(30));
         assert_eq!(s.namespace, "x");
         assert_eq!(s.format, Format::Table);
+        assert_eq!(
+            resolve(&["lab", "status"], Environment::default()).namespace,
+            "database"
+        );
     }
 }

@@ -36,7 +36,7 @@ pub use error::ClusterError;
 pub use forward::Forward;
 pub use lifecycle::{ClaimIdentity, ExecOutput, PodIdentity, claim_name};
 pub use objects::AnnotatedKind;
-pub use preflight::{NamespaceState, Preflight, default_storage_class, namespace_state};
+pub use preflight::{NamespaceState, Preflight, default_storage_class, lab_namespace_names, namespace_state};
 pub use snapshot::{PodSnapshot, PvcSnapshot, ServiceSnapshot, Snapshot, StatefulSetSnapshot, StorageClassSnapshot};
 pub use teardown::TeardownOutcome;
 

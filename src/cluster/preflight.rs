@@ -83,6 +83,18 @@ pub fn namespace_state(namespace: Option<&Namespace>) -> NamespaceState {
     }
 }
 
+/// Pure: the names of the namespaces that hold a lab, sorted: labelled `app.kubernetes.io/managed-by=lab` and not
+/// being deleted (a namespace in termination is a teardown in progress, not a lab to grade).
+pub fn lab_namespace_names(namespaces: &[Namespace]) -> Vec<String> {
+    let mut names: Vec<String> = namespaces
+        .iter()
+        .filter(|n| namespace_state(Some(n)) == NamespaceState::Lab)
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Pure: the name of the default StorageClass, if any. Several defaults: the newest wins, as the API server's
 /// admission plugin decides; names break ties so the answer is stable.
 pub fn default_storage_class(classes: &[StorageClass]) -> Option<String> {
@@ -104,6 +116,16 @@ pub fn default_storage_class(classes: &[StorageClass]) -> Option<String> {
 }
 
 impl Cluster {
+    /// Every namespace that holds a lab (see [`lab_namespace_names`]), sorted by name.
+    pub async fn lab_namespaces(&self) -> Result<Vec<String>, ClusterError> {
+        let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+        let namespaces = Api::<Namespace>::all(self.client.clone())
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| self.fail("listing namespaces", e))?;
+        Ok(lab_namespace_names(&namespaces.items))
+    }
+
     /// [`Cluster::preflight_with`] without `--force`, waiting up to [`NAMESPACE_TERMINATION_WAIT`] for a namespace
     /// that is still being deleted.
     pub async fn preflight(&self, namespace: &str) -> Result<Preflight, ClusterError> {
@@ -206,6 +228,21 @@ mod tests {
             "provisioner": "rancher.io/local-path"
         }))
         .expect("valid StorageClass JSON")
+    }
+
+    #[test]
+    fn only_labelled_namespaces_that_are_not_being_deleted_hold_a_lab() {
+        let namespaces = [
+            namespace(json!({"metadata": {"name": "student-2", "labels": {MANAGED_BY_LABEL: "lab"}}})),
+            namespace(json!({"metadata": {"name": "student-1", "labels": {MANAGED_BY_LABEL: "lab"}}})),
+            namespace(json!({"metadata": {"name": "helm-app", "labels": {MANAGED_BY_LABEL: "Helm"}}})),
+            namespace(json!({"metadata": {"name": "default"}})),
+            namespace(
+                json!({"metadata": {"name": "leaving", "labels": {MANAGED_BY_LABEL: "lab"}},
+                             "status": {"phase": "Terminating"}}),
+            ),
+        ];
+        assert_eq!(lab_namespace_names(&namespaces), ["student-1", "student-2"]);
     }
 
     #[test]

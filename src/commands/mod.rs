@@ -3,6 +3,7 @@
 pub mod checklist;
 pub mod demo;
 pub mod inspect;
+pub mod list;
 pub mod render;
 pub mod sim;
 pub mod status;

@@ -269,7 +269,8 @@ mod tests {
             &crate::cli::GlobalArgs {
                 context: None,
                 kubeconfig: None,
-                namespace: "database".into(),
+                namespace: None,
+                all_namespaces: false,
                 output: crate::cli::OutputFormat::Human,
                 verbose: 0,
                 timeout: 600,

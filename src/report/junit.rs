@@ -28,62 +28,100 @@ impl Case {
     }
 }
 
-/// `report` as a JUnit testsuite named after the command and the namespace.
+/// `report` as a JUnit document: one `<testsuite>` named after the command and the namespace, in `<testsuites>`.
 pub fn render_junit(report: &HealthReport, command: &str) -> String {
-    let cases = cases(report);
-    let failures = cases.iter().filter(|c| c.failure.is_some()).count();
-    let total: f64 = cases.iter().map(|c| c.seconds).sum();
-    let suite = format!("lab {command} {}", report.namespace);
-    let classname = format!("lab.{}", report.namespace);
+    let suite = Suite::of(report, command);
+    document(&format!("lab {command} {}", report.namespace), &[suite])
+}
+
+/// Several reports (`--all-namespaces`) as one JUnit document: one `<testsuite>` per report, in `<testsuites>`.
+pub fn render_junit_all(reports: &[HealthReport], command: &str) -> String {
+    let suites: Vec<Suite> = reports.iter().map(|r| Suite::of(r, command)).collect();
+    document(&format!("lab {command} --all-namespaces"), &suites)
+}
+
+/// One rendered `<testsuite>` and the counts its `<testsuites>` adds up.
+struct Suite {
+    xml: String,
+    tests: usize,
+    failures: usize,
+    seconds: f64,
+}
+
+impl Suite {
+    fn of(report: &HealthReport, command: &str) -> Suite {
+        let cases = cases(report);
+        let failures = cases.iter().filter(|c| c.failure.is_some()).count();
+        let total: f64 = cases.iter().map(|c| c.seconds).sum();
+        let suite = format!("lab {command} {}", report.namespace);
+        let classname = format!("lab.{}", report.namespace);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{total:.3}\" \
+             timestamp=\"{}\">",
+            escape(&suite),
+            cases.len(),
+            escape(
+                report
+                    .generated_at
+                    .trim_end_matches('Z')
+                    .split('.')
+                    .next()
+                    .unwrap_or_default()
+            )
+        );
+        let _ = writeln!(
+            out,
+            "    <properties>\n      <property name=\"verdict\" value=\"{}\"/>\n    </properties>",
+            report.verdict
+        );
+        for case in &cases {
+            let _ = write!(
+                out,
+                "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
+                escape(&classname),
+                escape(&case.name),
+                case.seconds
+            );
+            match &case.failure {
+                None => out.push_str("/>\n"),
+                Some(symptom) => {
+                    let first = symptom.lines().next().unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure message=\"{}\" type=\"failure\">{}</failure>\n    </testcase>",
+                        escape(first),
+                        escape(symptom)
+                    );
+                }
+            }
+        }
+        out.push_str("  </testsuite>\n");
+        Suite {
+            xml: out,
+            tests: cases.len(),
+            failures,
+            seconds: total,
+        }
+    }
+}
+
+/// The `<testsuites>` document around `suites`, with their totals.
+fn document(name: &str, suites: &[Suite]) -> String {
+    let tests: usize = suites.iter().map(|s| s.tests).sum();
+    let failures: usize = suites.iter().map(|s| s.failures).sum();
+    let total: f64 = suites.iter().map(|s| s.seconds).sum();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{total:.3}\">",
-        escape(&suite),
-        cases.len()
+        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{total:.3}\">",
+        escape(name)
     );
-    let _ = writeln!(
-        out,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{total:.3}\" \
-         timestamp=\"{}\">",
-        escape(&suite),
-        cases.len(),
-        escape(
-            report
-                .generated_at
-                .trim_end_matches('Z')
-                .split('.')
-                .next()
-                .unwrap_or_default()
-        )
-    );
-    let _ = writeln!(
-        out,
-        "    <properties>\n      <property name=\"verdict\" value=\"{}\"/>\n    </properties>",
-        report.verdict
-    );
-    for case in &cases {
-        let _ = write!(
-            out,
-            "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-            escape(&classname),
-            escape(&case.name),
-            case.seconds
-        );
-        match &case.failure {
-            None => out.push_str("/>\n"),
-            Some(symptom) => {
-                let first = symptom.lines().next().unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    ">\n      <failure message=\"{}\" type=\"failure\">{}</failure>\n    </testcase>",
-                    escape(first),
-                    escape(symptom)
-                );
-            }
-        }
+    for suite in suites {
+        out.push_str(&suite.xml);
     }
-    out.push_str("  </testsuite>\n</testsuites>\n");
+    out.push_str("</testsuites>\n");
     out
 }
 
@@ -274,6 +312,39 @@ mod tests {
             2,
             "message and text of one failure: {xml}"
         );
+    }
+
+    #[test]
+    fn several_reports_are_one_suite_each_in_one_document_with_the_totals() {
+        let mut second = broken();
+        second.namespace = "student-2".into();
+        let reports = [healthy(), second];
+        let xml = render_junit_all(&reports, "verify");
+        assert!(
+            xml.starts_with(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"lab verify --all-namespaces\""
+            ),
+            "{xml}"
+        );
+        assert_eq!(xml.matches("<testsuites ").count(), 1, "{xml}");
+        assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
+        assert!(xml.contains("<testsuite name=\"lab verify database\""), "{xml}");
+        assert!(xml.contains("<testsuite name=\"lab verify student-2\""), "{xml}");
+        let tests = xml.matches("<testcase ").count();
+        let failures = xml.matches("<failure ").count();
+        assert!(
+            xml.contains(&format!("tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=")),
+            "the document adds up its suites: {xml}"
+        );
+        // Each suite is exactly what the report alone renders.
+        for report in &reports {
+            let alone = render_junit(report, "verify");
+            let suite = &alone[alone.find("  <testsuite ").unwrap()..alone.rfind("</testsuites>").unwrap()];
+            assert!(xml.contains(suite), "{xml}");
+        }
+        let empty = render_junit_all(&[], "verify");
+        assert!(empty.contains("tests=\"0\" failures=\"0\""), "{empty}");
+        assert!(!empty.contains("<testsuite "), "{empty}");
     }
 
     #[test]

@@ -230,9 +230,20 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &str) -> String {
     stdout
 }
 
+/// One testcase: its name and, when it failed, its failure message.
+pub type JunitCase = (String, Option<String>);
+
 /// A JUnit report as a CI reader sees it, parsed by the `junitparser` library (PyPI): each testcase's name and,
 /// when it failed, its failure message. Fails the test with what to install when the library is missing.
-pub fn parse_junit(xml: &str) -> Vec<(String, Option<String>)> {
+pub fn parse_junit(xml: &str) -> Vec<JunitCase> {
+    parse_junit_suites(xml)
+        .into_iter()
+        .flat_map(|(_, cases)| cases)
+        .collect()
+}
+
+/// Like [`parse_junit`], suite by suite: each testsuite's name and its testcases.
+pub fn parse_junit_suites(xml: &str) -> Vec<(String, Vec<JunitCase>)> {
     const READER: &str = r#"
 import json, sys
 try:
@@ -241,14 +252,19 @@ except ImportError:
     sys.exit("junitparser is missing: pip install junitparser")
 xml = JUnitXml.fromstring(sys.stdin.read())
 suites = [xml] if xml._tag == "testsuite" else list(xml)
-cases = []
+result = []
 for suite in suites:
+    cases = []
     for case in suite:
         failed = [r for r in case.result if isinstance(r, Failure)]
         cases.append([case.name, failed[0].message if failed else None])
-    assert suite.tests == len(list(suite)), "the tests attribute counts the testcases"
+    assert suite.tests == len(cases), "the tests attribute counts the testcases"
     assert suite.failures == sum(1 for c in cases if c[1] is not None), "the failures attribute counts the failures"
-print(json.dumps(cases))
+    result.append([suite.name, cases])
+if xml._tag == "testsuites":
+    assert xml.tests == sum(len(cases) for _, cases in result), "the document's tests attribute adds up the suites"
+    assert xml.failures == sum(1 for _, cases in result for c in cases if c[1] is not None), "and its failures"
+print(json.dumps(result))
 "#;
     let (code, out, err) = run_as_user(Path::new("/dev/null"), "python3", &["-c", READER], xml);
     assert_eq!(code, 0, "junitparser cannot read the report: {err}\n{xml}");

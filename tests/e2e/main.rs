@@ -5,6 +5,7 @@
 mod demo;
 mod dns;
 mod faults;
+mod grading;
 mod harness;
 mod interrupt;
 mod kubectl;
