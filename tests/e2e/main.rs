@@ -10,4 +10,5 @@ mod interrupt;
 mod kubectl;
 mod lifecycle;
 mod resume;
+mod services;
 mod tutorial;
