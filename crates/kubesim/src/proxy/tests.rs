@@ -184,6 +184,28 @@ async fn cluster_ips_spread_over_ready_endpoints_follow_a_recreated_pod_and_refu
         cluster_ips.push(created.spec.and_then(|spec| spec.cluster_ip).expect("a ClusterIP"));
     }
     let [web_ip, first_ip] = <[String; 2]>::try_from(cluster_ips).expect("two Services");
+    // A ClusterIP outside the Service range is refused, as the API server's allocator does.
+    let outside = services
+        .create(
+            &PostParams::default(),
+            &object(json!({ "metadata": { "name": "outside" }, "spec": {
+                "clusterIP": "1.1.1.1", "ports": [{ "port": 80 }] } })),
+        )
+        .await;
+    match outside {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert!(
+                status.message.ends_with(
+                    "spec.clusterIPs: Invalid value: []string{\"1.1.1.1\"}: failed to allocate IP 1.1.1.1: the \
+                     provided IP (1.1.1.1) is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+                ),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("a ClusterIP outside the range must be refused: {other:?}"),
+    }
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     for pod in [web("web-0"), web("web-1"), sleeper("client")] {
         pods.create(&PostParams::default(), &pod).await.expect("pod");
