@@ -11,5 +11,6 @@ mod interrupt;
 mod kubectl;
 mod lifecycle;
 mod resume;
+mod services;
 mod sim;
 mod tutorial;

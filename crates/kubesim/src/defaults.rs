@@ -237,6 +237,7 @@ pub fn validate_create(resource: &str, object: &Value) -> Vec<Cause> {
     match resource {
         "pods" => causes.extend(validate_pod_spec(object.get("spec").unwrap_or(&Value::Null), "spec")),
         "statefulsets" => causes.extend(validate_statefulset(object)),
+        "services" => causes.extend(validate_cluster_ip(object)),
         _ => {}
     }
     causes
@@ -272,6 +273,38 @@ fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
         }
     }
     causes
+}
+
+/// A ClusterIP the client sets must lie in the Service range, as the API server's allocator requires (the
+/// node's Service proxy serves only that range); headless Services ("None") and empty ones (allocated) pass.
+fn validate_cluster_ip(object: &Value) -> Vec<Cause> {
+    let ip = object
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if ip.is_empty() || ip == "None" {
+        return Vec::new();
+    }
+    let Ok(address) = ip.parse::<std::net::Ipv4Addr>() else {
+        return vec![cause(
+            "FieldValueInvalid",
+            "spec.clusterIPs[0]",
+            format!("Invalid value: \"{ip}\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"),
+        )];
+    };
+    let (network, prefix_len) = crate::proxy::rules::SERVICE_CIDR;
+    let mask = u32::MAX << (32 - u32::from(prefix_len));
+    if u32::from(address) & mask == u32::from(network) {
+        return Vec::new();
+    }
+    vec![cause(
+        "FieldValueInvalid",
+        "spec.clusterIPs",
+        format!(
+            "Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the \
+             valid range. The range of valid IPs is {network}/{prefix_len}"
+        ),
+    )]
 }
 
 fn validate_statefulset(object: &Value) -> Vec<Cause> {
@@ -447,6 +480,25 @@ mod tests {
         apply_defaults("services", &mut normal, &mut ip);
         assert_eq!(normal["spec"]["clusterIP"], "10.96.0.1");
         assert_eq!(normal["spec"]["clusterIPs"], json!(["10.96.0.1"]));
+    }
+
+    #[test]
+    fn cluster_ips_set_by_the_client_must_be_in_the_service_range() {
+        let service =
+            |ip: &str| json!({ "metadata": { "name": "s" }, "spec": { "clusterIP": ip, "ports": [{ "port": 80 }] } });
+        for accepted in ["", "None", "10.96.0.10", "10.111.255.254"] {
+            assert!(validate_create("services", &service(accepted)).is_empty(), "{accepted}");
+        }
+        let causes = validate_create("services", &service("10.112.0.1"));
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.clusterIPs");
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: []string{\"10.112.0.1\"}: failed to allocate IP 10.112.0.1: the provided IP (10.112.0.1) \
+             is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+        );
+        let causes = validate_create("services", &service("web"));
+        assert_eq!(causes[0].field, "spec.clusterIPs[0]");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! [`Kubesim::start`] runs an API server on loopback, the controllers (StatefulSet, scheduler, volumes,
 //! Endpoints, namespace deletion, garbage collection), a node that runs pods as local processes with cluster DNS
-//! on its pod network ([`dns`]), and writes a kubeconfig for it. Several simulators can run at once.
+//! ([`dns`]) and Service ClusterIPs that route ([`proxy`]) on its pod network, and writes a kubeconfig for it. Several simulators can run at once.
 
 pub mod api;
 pub mod control;
@@ -13,6 +13,7 @@ pub mod faults;
 pub mod kubeconfig;
 pub mod managed;
 pub mod node;
+pub mod proxy;
 pub mod pty;
 pub mod resources;
 pub mod runtime;

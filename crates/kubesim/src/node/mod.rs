@@ -183,10 +183,18 @@ impl Node {
                 return Err(error.context("cannot start cluster DNS"));
             }
         };
+        let proxy_netns = match inner.network.namespace() {
+            Ok(netns) => netns,
+            Err(error) => {
+                inner.shutdown_now();
+                return Err(anyhow::Error::new(error).context("cannot start the Service proxy"));
+            }
+        };
         let watcher = runtime.spawn(watch_store(inner.clone()));
         let hosts = runtime.spawn(refresh_hosts(inner.clone()));
         let dns = runtime.spawn(crate::dns::serve(inner.store.clone(), dns_sockets.0, dns_sockets.1));
-        lock(&inner.tasks).extend([watcher, hosts, dns]);
+        let proxy = runtime.spawn(crate::proxy::serve(inner.store.clone(), proxy_netns));
+        lock(&inner.tasks).extend([watcher, hosts, dns, proxy]);
         Ok(Node { inner })
     }
 

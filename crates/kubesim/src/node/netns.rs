@@ -1,6 +1,8 @@
 //! The node network: a bridge inside a network namespace of its own, and one veth per pod from that bridge into
-//! the pod's network namespace. Pod addresses exist only inside these namespaces; the host has no link, route or
-//! address towards them, and every link disappears with its namespace.
+//! the pod's network namespace. Pods' default route is the node's address on the bridge, where cluster DNS and
+//! the Service proxy (which holds the Service range as local addresses) answer; the node namespace forwards
+//! nothing further. Pod addresses exist only inside these namespaces; the host has no link, route or address
+//! towards them, and every link disappears with its namespace.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -84,10 +86,13 @@ impl NodeNetwork {
         };
         // The bridge gets a MAC of its own: by default a bridge takes the lowest MAC of its ports, which changes
         // as pods come and go, and pods that cached the old one could no longer reach the node's address (where
-        // cluster DNS listens).
+        // cluster DNS listens). The Service range is local to the node namespace, so the Service proxy can listen
+        // on any ClusterIP there (see `crate::proxy`).
+        let (service_net, service_prefix_len) = crate::proxy::rules::SERVICE_CIDR;
         let batch = format!(
             "link set lo up\nlink add {BRIDGE} type bridge\nlink set {BRIDGE} address {}\n\
-             addr add {NODE_IP}/{POD_PREFIX_LEN} dev {BRIDGE}\nlink set {BRIDGE} up\n",
+             addr add {NODE_IP}/{POD_PREFIX_LEN} dev {BRIDGE}\nlink set {BRIDGE} up\n\
+             route add local {service_net}/{service_prefix_len} dev lo\n",
             pod_mac(NODE_IP)
         );
         if let Err(error) = run_ip_batch_blocking(&network.ip_program, &network.netns, &batch) {
@@ -134,7 +139,8 @@ impl NodeNetwork {
             .context("cannot create the pod's veth")?;
         let mac = pod_mac(address);
         let pod_side = format!(
-            "link set lo up\nlink set eth0 address {mac}\naddr add {address}/{POD_PREFIX_LEN} dev eth0\nlink set eth0 up\n"
+            "link set lo up\nlink set eth0 address {mac}\naddr add {address}/{POD_PREFIX_LEN} dev eth0\nlink set eth0 up\n\
+             route add default via {NODE_IP} dev eth0\n"
         );
         run_ip_batch(&self.ip_program, pod_netns, &pod_side)
             .await
@@ -173,6 +179,11 @@ impl NodeNetwork {
             .join()
             .map_err(|_| anyhow::anyhow!("the bind thread panicked"))?
             .with_context(|| format!("cannot listen on {address} in the node network namespace"))
+    }
+
+    /// A handle on the node's network namespace (for the Service proxy, which opens its sockets there).
+    pub fn namespace(&self) -> std::io::Result<File> {
+        self.netns.try_clone()
     }
 
     /// Kills the namespace holder; the bridge and every veth go with the namespace.
