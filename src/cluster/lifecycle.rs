@@ -2,7 +2,7 @@
 //! the StatefulSet, run a command in a pod.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::Api;
 use kube::api::{AttachParams, DeleteParams, Patch, PatchParams};
 use serde_json::json;
@@ -98,6 +98,39 @@ impl Cluster {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(e) => Err(self.fail(format!("deleting PersistentVolumeClaim {namespace}/{name}"), e)),
+        }
+    }
+
+    /// Creates (or updates) a ClusterIP Service `name` on port 3306 selecting `selector`, labelled as lab's so that
+    /// `lab teardown` takes it along should a demo be interrupted before it deletes it.
+    pub async fn apply_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        selector: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), ClusterError> {
+        let service = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "labels": {super::MANAGED_BY_LABEL: super::MANAGED_BY_VALUE}},
+            "spec": {"selector": selector, "ports": [{"name": "mysql", "port": 3306, "targetPort": 3306}]},
+        });
+        Api::<Service>::namespaced(self.client.clone(), namespace)
+            .patch(name, &PatchParams::apply("lab").force(), &Patch::Apply(&service))
+            .await
+            .map_err(|e| self.fail(format!("applying Service {namespace}/{name}"), e))?;
+        Ok(())
+    }
+
+    /// Deletes a Service; absent already is fine.
+    pub async fn delete_service(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
+        match Api::<Service>::namespaced(self.client.clone(), namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(self.fail(format!("deleting Service {namespace}/{name}"), e)),
         }
     }
 

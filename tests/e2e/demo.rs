@@ -315,3 +315,37 @@ fn demo_mistakes_shows_each_error_and_undoes_it() {
     assert_eq!(sql(&sim, "database", "mysql-1", "SELECT @@server_id").trim(), "2");
     assert!(!run.stderr.contains("-proot") && !run.stdout.contains("-proot"));
 }
+
+#[test]
+fn demo_routing_shows_each_service_routes_and_the_tutorials_selector_reaching_the_primary() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up"]).assert_code(0);
+    let run = lab(&kc, &["demo", "routing", "-o", "json"]);
+    run.assert_code(0);
+    let report = run.json();
+    assert_all_matched(&report);
+    let all = observations(&report);
+    assert_eq!(observed(&all, "12 connections to mysql-primary").2, "server_id 1 × 12");
+    assert_eq!(observed(&all, "12 connections to mysql-replicas").2, "server_id 2 × 12");
+    assert!(
+        observed(&all, "12 connections to mysql-replicas-tutorial")
+            .2
+            .contains("server_id 1 ×"),
+        "{all:?}"
+    );
+    assert!(
+        !run.stderr.contains("-proot") && !run.stdout.contains("-proot"),
+        "no password is shown"
+    );
+    // The temporary Service is gone; the lab's own Services are as before.
+    let services: Vec<String> = sim
+        .objects("services", Some("database"))
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !services.contains(&"mysql-replicas-tutorial".to_string()),
+        "{services:?}"
+    );
+}

@@ -15,6 +15,7 @@
 mod identity;
 mod lag;
 mod mistakes;
+mod routing;
 mod scale;
 mod storage;
 
@@ -68,6 +69,12 @@ pub const DEMOS: &[DemoInfo] = &[
         section: "6D",
         purpose: "common mistakes made on purpose and undone: the socket instead of TCP (2002), the replication \
                   auth mistake (MySQL 2061), a duplicate server id (1593 / 13117)",
+    },
+    DemoInfo {
+        name: "routing",
+        section: "3, 7",
+        purpose: "Services: mysql-primary reaches only the primary, mysql-replicas only replicas; the tutorial's \
+                  app: mysql selector lets the primary answer \"replica\" reads",
     },
 ];
 
@@ -436,6 +443,7 @@ pub async fn run(settings: &Settings, name: &str, pause: bool, runner: &mut Runn
         "scale" => scale::run(settings, &lab, &mut narrator, runner).await?,
         "lag" => lag::run(&lab, &mut narrator).await?,
         "mistakes" => mistakes::run(&lab, &mut narrator).await?,
+        "routing" => routing::run(&lab, &mut narrator).await?,
         other => unreachable!("{other} is listed in DEMOS"),
     }
     narrator
