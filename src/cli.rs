@@ -167,7 +167,7 @@ pub struct SimArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The demo to run, or `list` to list them: identity, storage, scale, lag, mistakes, routing.
+    /// The demo to run, or `list` to list them: identity, storage, scale, lag, mistakes, dns, routing.
     #[arg(value_name = "NAME")]
     pub name: String,
 

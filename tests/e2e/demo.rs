@@ -349,3 +349,27 @@ fn demo_routing_shows_each_service_routes_and_the_tutorials_selector_reaching_th
         "{services:?}"
     );
 }
+
+#[test]
+fn demo_dns_answers_each_name_as_the_tutorial_teaches_and_follows_a_recreated_pod() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up"]).assert_code(0);
+    let run = lab(&kc, &["demo", "dns", "-o", "json"]);
+    run.assert_code(0);
+    let report = run.json();
+    assert_all_matched(&report);
+    let all = observations(&report);
+    let pod_ip = |name: &str| -> String {
+        sim.objects("pods", Some("database"))
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == name)
+            .and_then(|p| p["status"]["podIP"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert_eq!(observed(&all, "nslookup mysql-0.mysql-headless").2, pod_ip("mysql-0"));
+    // mysql-1 was re-created by the demo: its name answers the address it has now.
+    assert_eq!(observed(&all, "nslookup mysql-1.mysql-headless").2, pod_ip("mysql-1"));
+    let primary = &observed(&all, "nslookup mysql-primary.database.svc.cluster.local").2;
+    assert!(primary.starts_with("10.96."), "a ClusterIP: {primary}");
+}

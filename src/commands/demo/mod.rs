@@ -12,6 +12,7 @@
 //! The decisions (did an observation match, the JSON shape, the timeline) are pure and unit-tested here and in
 //! each demo's module; the adapters do the rest.
 
+mod dns;
 mod identity;
 mod lag;
 mod mistakes;
@@ -69,6 +70,12 @@ pub const DEMOS: &[DemoInfo] = &[
         section: "6D",
         purpose: "common mistakes made on purpose and undone: the socket instead of TCP (2002), the replication \
                   auth mistake (MySQL 2061), a duplicate server id (1593 / 13117)",
+    },
+    DemoInfo {
+        name: "dns",
+        section: "6C",
+        purpose: "DNS identity: per-pod names answer each pod's address, the headless Service every pod, \
+                  mysql-primary one virtual address; a re-created pod's name follows its new address",
     },
     DemoInfo {
         name: "routing",
@@ -444,6 +451,7 @@ pub async fn run(settings: &Settings, name: &str, pause: bool, runner: &mut Runn
         "lag" => lag::run(&lab, &mut narrator).await?,
         "mistakes" => mistakes::run(&lab, &mut narrator).await?,
         "routing" => routing::run(&lab, &mut narrator).await?,
+        "dns" => dns::run(&lab, &mut narrator).await?,
         other => unreachable!("{other} is listed in DEMOS"),
     }
     narrator
