@@ -218,20 +218,7 @@ impl Node {
         argv: &[String],
         stdin: bool,
     ) -> std::io::Result<tokio::process::Child> {
-        let state = self.inner.find(namespace, pod)?;
-        let container = match container {
-            Some(name) => name.to_string(),
-            None => state.default_container(),
-        };
-        let entry = state.entry(&container).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("container {container} is not running in pod {pod}"),
-            )
-        })?;
-        if argv.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"));
-        }
+        let (state, entry) = self.exec_target(namespace, pod, container, argv)?;
         let mut command = tokio::process::Command::from(entry.command(argv));
         command
             .stdin(if stdin {
@@ -263,20 +250,7 @@ impl Node {
         container: Option<&str>,
         argv: &[String],
     ) -> std::io::Result<(tokio::process::Child, crate::pty::Terminal)> {
-        let state = self.inner.find(namespace, pod)?;
-        let container = match container {
-            Some(name) => name.to_string(),
-            None => state.default_container(),
-        };
-        let entry = state.entry(&container).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("container {container} is not running in pod {pod}"),
-            )
-        })?;
-        if argv.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"));
-        }
+        let (state, entry) = self.exec_target(namespace, pod, container, argv)?;
         let mut command = entry.session_command(argv);
         let terminal = crate::pty::Terminal::attach(&mut command)?;
         let mut command = tokio::process::Command::from(command);
@@ -292,6 +266,28 @@ impl Node {
             state.track_exec(pid as i32);
         }
         Ok((child, terminal))
+    }
+
+    /// The pod and the running container an exec of `argv` goes into (the pod's first container by default).
+    fn exec_target(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        argv: &[String],
+    ) -> std::io::Result<(Arc<PodState>, Arc<sandbox::Entry>)> {
+        let state = self.inner.find(namespace, pod)?;
+        let container = container.map_or_else(|| state.default_container(), str::to_string);
+        let entry = state.entry(&container).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("container {container} is not running in pod {pod}"),
+            )
+        })?;
+        if argv.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"));
+        }
+        Ok((state, entry))
     }
 
     /// Container log of the current (or previous) instance; None when there is none.
