@@ -251,16 +251,7 @@ async fn auth_mistake(lab: &Lab<'_>, n: &mut Narrator, replica_pod: &str) -> any
     replica.db.set_get_public_key(true).await?;
     let running = replica.db.wait_replication_running(lab.deadline).await;
     clear_repair_on_interrupt();
-    n.observe(
-        &format!("{replica_pod} replication"),
-        "running again",
-        match &running {
-            Ok(s) => format!("IO {}, SQL {}", s.io_running, s.sql_running),
-            Err(error) => error.to_string(),
-        },
-        None,
-        running.is_ok(),
-    );
+    observe_running_again(n, replica_pod, "running again", &running);
     replica.close().await;
     Ok(())
 }
@@ -319,18 +310,33 @@ async fn duplicate_server_id(lab: &Lab<'_>, n: &mut Narrator, replica_pod: &str)
     replica.db.restart_io_thread().await?;
     let running = replica.db.wait_replication_running(lab.deadline).await;
     clear_repair_on_interrupt();
+    observe_running_again(
+        n,
+        replica_pod,
+        &format!("running again with server_id {own_id}"),
+        &running,
+    );
+    replica.close().await;
+    Ok(())
+}
+
+/// Records whether the replica's replication runs again after the demo undid its mistake.
+fn observe_running_again(
+    n: &mut Narrator,
+    replica_pod: &str,
+    expected: &str,
+    running: &Result<crate::database::ReplicaStatus, DbError>,
+) {
     n.observe(
         &format!("{replica_pod} replication"),
-        &format!("running again with server_id {own_id}"),
-        match &running {
+        expected,
+        match running {
             Ok(s) => format!("IO {}, SQL {}", s.io_running, s.sql_running),
             Err(error) => error.to_string(),
         },
         None,
         running.is_ok(),
     );
-    replica.close().await;
-    Ok(())
 }
 
 #[cfg(test)]
