@@ -270,3 +270,20 @@ print(json.dumps(result))
     assert_eq!(code, 0, "junitparser cannot read the report: {err}\n{xml}");
     serde_json::from_str(&out).expect("the reader prints JSON")
 }
+
+/// Reads `reader` line by line until a line contains `needle`: everything read so far, and that line (`None`
+/// when the stream ended first).
+pub fn read_until(reader: &mut impl std::io::BufRead, needle: &str) -> (String, Option<String>) {
+    let mut seen = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).expect("read the child's output") == 0 {
+            return (seen, None);
+        }
+        seen.push_str(&line);
+        if line.contains(needle) {
+            return (seen, Some(line));
+        }
+    }
+}

@@ -1,12 +1,13 @@
 //! Ctrl-C stops `lab up` cleanly with 130, and the next `lab up` resumes; a slow first start (the image's
 //! temporary server refuses TCP) is waited out, not mistaken for a ready database.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kubesim::Options;
 
+use crate::harness::read_until;
 use crate::harness::{kubeconfig, lab, start_sim_with};
 
 const SLOW_START: Duration = Duration::from_secs(4);
@@ -29,19 +30,8 @@ fn ctrl_c_exits_130_and_the_next_up_resumes_past_a_slow_first_start() {
         .spawn()
         .expect("lab starts");
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).expect("read stderr") > 0 {
-        seen.push_str(&line);
-        if line.contains("▸ wait for mysql-0") {
-            break;
-        }
-        line.clear();
-    }
-    assert!(
-        seen.contains("▸ wait for mysql-0"),
-        "lab never started waiting:\n{seen}"
-    );
+    let (seen, waiting) = read_until(&mut stderr, "▸ wait for mysql-0");
+    assert!(waiting.is_some(), "lab never started waiting:\n{seen}");
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

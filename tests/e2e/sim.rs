@@ -3,12 +3,13 @@
 //! simulator, no network namespaces, no files. It refuses to start, naming the fix, where it cannot run.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 
 use crate::harness::lab;
+use crate::harness::read_until;
 
 /// The variable kubesim marks its node's processes with: `<prefix>/<pod uid>` (crates/kubesim/src/node/sys.rs).
 const MARKER: &str = "KUBESIM_NODE";
@@ -124,28 +125,31 @@ fn footprint(prefix: &str, namespaces_of_interest: &BTreeSet<String>) -> Footpri
     }
 }
 
+/// The path of an `export KUBECONFIG=PATH` line.
+fn kubeconfig_of(export: &str) -> PathBuf {
+    PathBuf::from(
+        export
+            .trim()
+            .strip_prefix("export KUBECONFIG=")
+            .expect("an export line"),
+    )
+}
+
 #[test]
 fn lab_sim_serves_the_lab_to_kubectl_and_lab_until_ctrl_c_then_leaves_nothing() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut child = spawn_sim(&[], tmp.path());
     let stderr = drain(child.stderr.take().expect("stderr"));
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut seen = String::new();
-    let mut line = String::new();
-    let kubeconfig = loop {
-        line.clear();
-        if stdout.read_line(&mut line).expect("read stdout") == 0 {
-            let code = child.wait().expect("lab exits").code();
-            panic!(
-                "lab sim exited ({code:?}) before printing the export line:\n{seen}\nstderr:\n{}",
-                stderr.join().unwrap()
-            );
-        }
-        seen.push_str(&line);
-        if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
-            break PathBuf::from(path);
-        }
+    let (seen, export) = read_until(&mut stdout, "export KUBECONFIG=");
+    let Some(export) = export else {
+        let code = child.wait().expect("lab exits").code();
+        panic!(
+            "lab sim exited ({code:?}) before printing the export line:\n{seen}\nstderr:\n{}",
+            stderr.join().unwrap()
+        );
     };
+    let kubeconfig = kubeconfig_of(&export);
     assert!(seen.contains("Verdict: HEALTHY"), "the up report comes first:\n{seen}");
     let stdout = drain(stdout);
     let work_dir = kubeconfig.parent().expect("work dir").to_path_buf();
@@ -286,16 +290,8 @@ fn ctrl_c_or_sigterm_before_the_lab_is_up_exits_130_and_leaves_nothing() {
         let pid = child.id();
         let stdout = drain(child.stdout.take().expect("stdout"));
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut seen = String::new();
-        let mut line = String::new();
-        while stderr.read_line(&mut line).expect("read stderr") > 0 {
-            seen.push_str(&line);
-            if line.contains("▸ wait for mysql-0") {
-                break;
-            }
-            line.clear();
-        }
-        assert!(seen.contains("▸ wait for mysql-0"), "up never started waiting:\n{seen}");
+        let (seen, waiting) = read_until(&mut stderr, "▸ wait for mysql-0");
+        assert!(waiting.is_some(), "up never started waiting:\n{seen}");
         let killed = Command::new("kill")
             .args([signal, &pid.to_string()])
             .status()
@@ -328,19 +324,12 @@ fn lab_sim_takes_ups_flags_keeps_stdout_one_json_report_and_stops_cleanly_on_sig
     let mut child = spawn_sim(&["-o", "json", "-n", "db2", "--replicas", "1"], tmp.path());
     let stdout = drain(child.stdout.take().expect("stdout"));
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut seen = String::new();
-    let mut line = String::new();
-    let kubeconfig = loop {
-        line.clear();
-        if stderr.read_line(&mut line).expect("read stderr") == 0 {
-            let code = child.wait().expect("lab exits").code();
-            panic!("lab sim exited ({code:?}) before printing the export line:\n{seen}");
-        }
-        seen.push_str(&line);
-        if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
-            break PathBuf::from(path);
-        }
+    let (seen, export) = read_until(&mut stderr, "export KUBECONFIG=");
+    let Some(export) = export else {
+        let code = child.wait().expect("lab exits").code();
+        panic!("lab sim exited ({code:?}) before printing the export line:\n{seen}");
     };
+    let kubeconfig = kubeconfig_of(&export);
     let hints = drain(stderr);
     let status = lab(&kubeconfig, &["status", "-n", "db2", "-o", "json"]);
     status.assert_code(0);
