@@ -157,7 +157,8 @@ async fn dispatch(
         }
         Command::Up(args) => {
             let manifests = ManifestSettings::from(&args.manifests);
-            let report = commands::up::run(settings, &manifests, runner).await?;
+            let explainer = commands::up::explain::Explainer::new(args.explain);
+            let report = commands::up::run_explained(settings, &manifests, runner, &explainer).await?;
             Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken, "up"))
         }
         Command::Verify => {
