@@ -331,12 +331,7 @@ pub fn configure_replicas(dialect: &Dialect, replicas: &[String], source: &Sourc
     };
     let status = dialect.replica_status().text().to_string() + "\\G";
     let mysql = dialect.flavor() == Flavor::MySql;
-    // SHOW REPLICA STATUS (MySQL 8.0.22+) names its columns Replica_*; SHOW SLAVE STATUS Slave_*.
-    let columns = if status.starts_with("SHOW REPLICA") {
-        "Replica_IO_Running: Yes, Replica_SQL_Running: Yes"
-    } else {
-        "Slave_IO_Running: Yes, Slave_SQL_Running: Yes"
-    };
+    let (columns, host_column) = status_columns(&status);
     let mut explanation = Explanation::new(
         "configure replicas",
         Some("section 5, scripts/02-replica-setup.sql"),
@@ -355,7 +350,7 @@ pub fn configure_replicas(dialect: &Dialect, replicas: &[String], source: &Sourc
         let mut lines = vec![commented(
             status.clone(),
             &format!(
-                "configured already? Master_Host {} with both threads running: stop here",
+                "configured already? {host_column} {} with both threads running: stop here",
                 source.host
             ),
         )];
@@ -386,11 +381,10 @@ pub fn configure_replicas(dialect: &Dialect, replicas: &[String], source: &Sourc
             "an explicit port, and a connect retry of 5 s instead of 60 s: after a primary restart the replica is \
              back within seconds",
         )
-        .corrected(&format!(
-            "the tutorial's `{}\\G;` runs the statement, then fails on the empty one after \\G (ERROR: No query \
-             specified): \\G ends the statement on its own",
-            "SHOW SLAVE STATUS"
-        ));
+        .corrected(
+            "the tutorial's `SHOW SLAVE STATUS\\G;` runs the statement, then fails on the empty one after \\G \
+             (ERROR: No query specified): \\G ends the statement on its own",
+        );
     if dialect.start_replica() == "START REPLICA" {
         explanation = explanation.corrected(
             "STOP/START SLAVE, RESET SLAVE ALL and SHOW SLAVE STATUS became STOP/START REPLICA, RESET REPLICA ALL and \
@@ -438,6 +432,16 @@ pub fn configure_replicas(dialect: &Dialect, replicas: &[String], source: &Sourc
             );
     }
     explanation
+}
+
+/// What to read in the replica status: SHOW REPLICA STATUS (MySQL 8.0.22+) names its columns Replica_* and
+/// Source_*; SHOW SLAVE STATUS Slave_* and Master_*.
+fn status_columns(status: &str) -> (&'static str, &'static str) {
+    if status.starts_with("SHOW REPLICA") {
+        ("Replica_IO_Running: Yes, Replica_SQL_Running: Yes", "Source_Host")
+    } else {
+        ("Slave_IO_Running: Yes, Slave_SQL_Running: Yes", "Master_Host")
+    }
 }
 
 /// How a replica is kept from root's writes, as typed by hand.
@@ -590,6 +594,11 @@ pub fn read_only_test(dialect: &Dialect, replicas: &[String]) -> Explanation {
 
 pub fn report(context: &Context, dialect: &Dialect, replicas: &[String]) -> Explanation {
     let status = dialect.replica_status().text().to_string() + "\\G";
+    let delay = if status.starts_with("SHOW REPLICA") {
+        "Seconds_Behind_Source"
+    } else {
+        "Seconds_Behind_Master"
+    };
     let mut explanation = Explanation::new(
         "report",
         Some("section 5, scripts/04-health-check.sh"),
@@ -617,7 +626,7 @@ pub fn report(context: &Context, dialect: &Dialect, replicas: &[String]) -> Expl
                 commented("SELECT @@server_id, @@read_only", "a server_id of its own; read_only 1"),
                 commented(
                     status.clone(),
-                    "both threads Yes; Seconds_Behind_Master NULL means not replicating, not 0",
+                    &format!("both threads Yes; {delay} NULL means not replicating, not 0"),
                 ),
             ],
         );

@@ -101,6 +101,14 @@ fn mysql_8_4_replicas_get_the_8_4_statements_with_the_recorded_origin_and_no_pas
     assert!(sql.contains(&"CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY '******';".to_string()));
     let report = report(&context("8.4.3"), &dialect("8.4.3"), &replicas()).render(&context("8.4.3"));
     assert!(report.contains("names the columns Replica_IO_Running"), "{report}");
+    assert!(
+        report.contains("Seconds_Behind_Source NULL means not replicating"),
+        "{report}"
+    );
+    assert!(
+        text.contains("configured already? Source_Host mysql-0.mysql-headless"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -165,6 +173,14 @@ fn mariadb_keeps_the_slave_forms_pins_file_and_position_and_revokes_read_only_ad
         "{text}"
     );
     assert!(text.contains("MASTER_USE_GTID = no keeps the position given"), "{text}");
+    assert!(
+        text.contains("configured already? Master_Host mysql-0.mysql-headless"),
+        "{text}"
+    );
+    assert!(
+        text.contains("expected: Slave_IO_Running: Yes, Slave_SQL_Running: Yes"),
+        "{text}"
+    );
     // MariaDB 12.0 (MDEV-36425): read_only = NO_LOCK_NO_ADMIN instead of the revoke.
     let twelve = statements(&configure("12.0.2-MariaDB"), "root", "mysql-2");
     assert_eq!(twelve.last().unwrap(), "SET GLOBAL read_only = NO_LOCK_NO_ADMIN;");
