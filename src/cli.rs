@@ -157,6 +157,11 @@ pub struct RenderArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub manifests: ManifestArgs,
+
+    /// Before each step, say what it does and why, and print the commands and SQL a student would type to do it
+    /// by hand (the tutorial's, corrected where it is wrong; passwords as ******), on stderr.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Args)]
@@ -279,5 +284,13 @@ mod tests {
             panic!("expected up")
         };
         assert!(up.manifests.parallel);
+        assert!(!up.explain, "no explanations unless asked");
+        let Command::Up(up) = Cli::try_parse_from(["lab", "up", "--explain", "-o", "json"])
+            .expect("valid")
+            .command
+        else {
+            panic!("expected up")
+        };
+        assert!(up.explain);
     }
 }

@@ -66,6 +66,11 @@ pub async fn run(cli: Cli) -> ExitStatus {
         return ExitStatus::Usage;
     }
     let demo = matches!(cli.command, Command::Demo(_));
+    // A demo that stops with an error still prints its report with `-o json` (`lab demo list` has none).
+    let demo_name = match &cli.command {
+        Command::Demo(args) if args.name != "list" => Some(args.name.clone()),
+        _ => None,
+    };
     let mut runner = Runner::new(&progress);
     if let Some(checkpoint) = std::env::var_os("LAB_INTERRUPT_AT") {
         interrupt::interrupt_at(&checkpoint.to_string_lossy());
@@ -96,6 +101,13 @@ pub async fn run(cli: Cli) -> ExitStatus {
                 match settings.format {
                     Format::Junit => print_result(&report::render_junit(&report, command_name)),
                     _ => print_result(&report::render_json(&report)),
+                }
+            }
+            if let Some(name) = demo_name.filter(|_| settings.format == Format::Json) {
+                let report = commands::demo::failure_report(&settings.namespace, &name, &error, status);
+                match serde_json::to_string_pretty(&report) {
+                    Ok(json) => print_result(&json),
+                    Err(error) => print_error(&format!("cannot render the demo report: {error}"), settings.color),
                 }
             }
             status
@@ -157,7 +169,8 @@ async fn dispatch(
         }
         Command::Up(args) => {
             let manifests = ManifestSettings::from(&args.manifests);
-            let report = commands::up::run(settings, &manifests, runner).await?;
+            let explainer = commands::up::explain::Explainer::new(args.explain);
+            let report = commands::up::run_explained(settings, &manifests, runner, &explainer).await?;
             Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken, "up"))
         }
         Command::Verify => {

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::Accounts;
 use super::ROLE_LABEL;
 use super::checklist::{ChecklistFacts, checklist};
+use super::up::explain::{self, Explainer};
 use super::{PRIMARY_POD, Session};
 use crate::cluster::{Cluster, PodSnapshot, ServiceSnapshot, Snapshot};
 use crate::database::{
@@ -46,9 +47,9 @@ fn new_marker() -> String {
 pub async fn validate(
     primary: &mut Session,
     replicas: &mut [Session],
+    marker: String,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<Step<ValidationReport>> {
-    let marker = new_marker();
     let target = primary
         .db
         .write_marker(&marker)
@@ -194,22 +195,62 @@ pub async fn prove_and_report(
     runner: &mut Runner<'_>,
     cluster: &Cluster,
     namespace: &str,
+    primary: Session,
+    replicas: Vec<Session>,
+    accounts: &Accounts,
+    deadline: Instant,
+) -> anyhow::Result<HealthReport> {
+    let explained = Explained {
+        explainer: &Explainer::off(),
+        context: &explain::Context::new(namespace, primary.db.version().flavor),
+    };
+    prove_and_report_explained(
+        runner, cluster, namespace, primary, replicas, accounts, deadline, explained,
+    )
+    .await
+}
+
+/// `lab up --explain`: what explains the steps below, and for whom.
+pub struct Explained<'a> {
+    pub explainer: &'a Explainer,
+    pub context: &'a explain::Context,
+}
+
+/// [`prove_and_report`], each step explained before it runs when the explainer is on.
+#[allow(clippy::too_many_arguments)]
+pub async fn prove_and_report_explained(
+    runner: &mut Runner<'_>,
+    cluster: &Cluster,
+    namespace: &str,
     mut primary: Session,
     mut replicas: Vec<Session>,
     accounts: &Accounts,
     deadline: Instant,
+    explained: Explained<'_>,
 ) -> anyhow::Result<HealthReport> {
+    let Explained { explainer, context } = explained;
     let probe = &accounts.probe;
     let reporter = runner.reporter();
+    let dialect = primary.db.dialect().clone();
+    let replica_pods: Vec<String> = replicas.iter().map(|r| r.pod.clone()).collect();
+    let marker = new_marker();
+    explainer.before(context, || {
+        explain::validation(&dialect, &replica_pods, &marker, REPLICATION_WAIT.as_secs())
+    });
     let validation = runner
-        .run("validation", validate(&mut primary, &mut replicas, reporter))
+        .run(
+            "validation",
+            validate(&mut primary, &mut replicas, marker.clone(), reporter),
+        )
         .await?;
+    explainer.before(context, || explain::read_only_test(&dialect, &replica_pods));
     let read_only = runner
         .run(
             "read-only test",
             read_only_test(cluster, namespace, &mut replicas, probe, deadline),
         )
         .await?;
+    explainer.before(context, || explain::report(context, &dialect, &replica_pods));
     let checks = Checks {
         validation: Some(validation),
         read_only,

@@ -1,5 +1,8 @@
 //! `lab up`: the tutorial as an ordered plan, from nothing (or from wherever an earlier run stopped) to a
-//! proven primary/replica pair and a health report.
+//! proven primary/replica pair and a health report. With `--explain`, each step is explained before it runs
+//! (see [`explain`]).
+
+pub mod explain;
 
 use std::collections::BTreeMap;
 
@@ -15,7 +18,7 @@ use super::{
 };
 use crate::cluster::{Cluster, Preflight};
 use crate::database::{
-    BinaryLog, Coordinates, Credentials, ReplicaStatus, SourceConfig, ThreadState, check_origin_available,
+    BinaryLog, Coordinates, Credentials, Flavor, ReplicaStatus, SourceConfig, ThreadState, check_origin_available,
     is_transient_replication_error,
 };
 use crate::exit::UsageError;
@@ -27,6 +30,7 @@ use crate::plan::{Reporter, Runner, Step};
 use crate::report::HealthReport;
 use crate::secret::SecretString;
 use crate::settings::{ManifestSettings, Settings};
+use explain::Explainer;
 
 /// Loads the manifests and applies the `--image`, `--replicas`, `--parallel` and `--namespace` edits to the parsed
 /// objects.
@@ -52,6 +56,16 @@ pub async fn run(
     manifests: &ManifestSettings,
     runner: &mut Runner<'_>,
 ) -> anyhow::Result<HealthReport> {
+    run_explained(settings, manifests, runner, &Explainer::off()).await
+}
+
+/// `lab up`, each step explained before it runs when `explainer` is on (`--explain`).
+pub async fn run_explained(
+    settings: &Settings,
+    manifests: &ManifestSettings,
+    runner: &mut Runner<'_>,
+    explainer: &Explainer,
+) -> anyhow::Result<HealthReport> {
     let reporter = runner.reporter();
     let deadline = Instant::now() + settings.timeout;
     let namespace = settings.namespace.as_str();
@@ -62,7 +76,12 @@ pub async fn run(
         cluster.server_url(),
         cluster.context().unwrap_or("-")
     ));
+    let image_flavor = check_database_image(&manifests.image).map(|image| image.flavor).ok();
+    // Until a server answers, the image says which client a student would use.
+    let mut context = explain::Context::new(namespace, image_flavor.unwrap_or(Flavor::MySql));
+    explainer.intro(&context);
 
+    explainer.before(&context, || explain::preflight(&context));
     let (kept_secrets, keep_parallel) = runner
         .run("preflight", async {
             let preflight = cluster.preflight(namespace).await?;
@@ -90,6 +109,7 @@ pub async fn run(
             Ok(Step::passed(describe_preflight(&preflight), (kept, keep_parallel)))
         })
         .await?;
+    explainer.after(runner.records());
     let set = if keep_parallel {
         reporter.note("the lab starts its pods in parallel (it was built with --parallel): kept");
         set.with_parallel_start()
@@ -117,6 +137,12 @@ pub async fn run(
         ));
     }
 
+    explainer.before(&context, || {
+        explain::apply(
+            &context,
+            &render_args(namespace, manifests, pods, keep_parallel || manifests.parallel),
+        )
+    });
     runner
         .run("apply manifests", async {
             let applied = cluster.apply(namespace, &objects).await?;
@@ -133,10 +159,11 @@ pub async fn run(
             Ok(Step::changed_if(!changed.is_empty(), detail, ()))
         })
         .await?;
+    explainer.after(runner.records());
 
     let accounts = Accounts::from_secret(&cluster.secret_values(namespace, SECRET).await?)?;
 
-    let image_flavor = check_database_image(&manifests.image).map(|image| image.flavor).ok();
+    explainer.before(&context, || explain::wait_for(&context, PRIMARY_POD));
     let mut primary = runner
         .run("wait for mysql-0", async {
             let mut step =
@@ -151,29 +178,41 @@ pub async fn run(
             Ok(step)
         })
         .await?;
+    explainer.after(runner.records());
+    // From here on, the statements of the server that answered.
+    context = explain::Context::new(namespace, primary.db.version().flavor);
+    let dialect = primary.db.dialect().clone();
 
+    explainer.before(&context, || {
+        explain::primary_setup(&context, &dialect, &accounts.replication.user)
+    });
     let (origin, primary_logs) = runner
         .run(
             "primary setup",
             primary_setup(&cluster, namespace, &mut primary, &accounts),
         )
         .await?;
+    explainer.after(runner.records());
 
     let mut replicas = Vec::new();
     for ordinal in 1..pods {
         let pod = pod_name(ordinal);
+        explainer.before(&context, || explain::wait_for(&context, &pod));
         let session = runner
             .run(
                 &format!("wait for {pod}"),
                 wait_for_database(&cluster, namespace, &pod, &accounts.root, deadline, reporter),
             )
             .await?;
+        explainer.after(runner.records());
         replicas.push(session);
     }
 
     // After a scale-down, the StatefulSet deletes the pods above the new size (highest first); the lab is done
     // when they are gone. Their claims stay: a later scale-up finds the data.
     if let Some(before) = running.filter(|before| *before > pods) {
+        let leaving: Vec<String> = (pods..before).map(pod_name).collect();
+        explainer.before(&context, || explain::scale_down(&context, &leaving, pods));
         runner
             .run("scale down", async {
                 let leaving = cluster.pods_beyond(namespace, STATEFULSET, pods).await?;
@@ -193,6 +232,7 @@ pub async fn run(
                 ))
             })
             .await?;
+        explainer.after(runner.records());
     }
 
     let source = SourceConfig {
@@ -201,18 +241,44 @@ pub async fn run(
         credentials: accounts.replication.clone(),
         origin: origin.clone(),
     };
+    let replica_pods: Vec<String> = replicas.iter().map(|r| r.pod.clone()).collect();
+    explainer.before(&context, || {
+        explain::configure_replicas(&dialect, &replica_pods, &source)
+    });
     runner
         .run(
             "configure replicas",
             configure_replicas(&mut replicas, &source, &primary_logs, deadline),
         )
         .await?;
+    explainer.after(runner.records());
 
+    explainer.before(&context, || explain::role_labels(&context, &replica_pods));
     runner
         .run("role labels", label_roles(&cluster, namespace, &primary, &replicas))
         .await?;
+    explainer.after(runner.records());
 
-    inspect::prove_and_report(runner, &cluster, namespace, primary, replicas, &accounts, deadline).await
+    let explained = inspect::Explained {
+        explainer,
+        context: &context,
+    };
+    inspect::prove_and_report_explained(
+        runner, &cluster, namespace, primary, replicas, &accounts, deadline, explained,
+    )
+    .await
+}
+
+/// The `lab render` flags that print the manifests this run applies.
+fn render_args(namespace: &str, manifests: &ManifestSettings, pods: u32, parallel: bool) -> String {
+    let mut args = format!(" -n {namespace} --image {} --replicas {pods}", manifests.image);
+    if let Some(dir) = &manifests.dir {
+        args.push_str(&format!(" --manifests {}", dir.display()));
+    }
+    if parallel {
+        args.push_str(" --parallel");
+    }
+    args
 }
 
 /// Refuses to swap the database image of an existing lab: the StatefulSet would restart every server on data

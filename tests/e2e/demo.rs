@@ -1,7 +1,7 @@
 //! `lab demo`: each demo on a lab `lab up` built, its observations, a Ctrl-C in the middle that `lab up` repairs,
 //! and the refusal on a missing or broken lab.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{kubeconfig, lab, lab_with_env, sql, start_sim};
 
@@ -56,13 +56,49 @@ fn demo_list_and_a_missing_lab() {
     lab(&kc, &["demo", "identity"])
         .assert_code(2)
         .assert_stderr_contains("run `lab up` first");
+    // With -o json, a refused demo still prints one report: no steps, verdict BROKEN, the refusal as a problem.
+    let refused = lab(&kc, &["demo", "identity", "-o", "json"]);
+    refused.assert_code(2);
+    let report = refused.json();
+    assert_eq!(
+        (
+            &report["demo"],
+            &report["ok"],
+            &report["verdict"],
+            &report["verdict_before"]
+        ),
+        (&json!("identity"), &json!(false), &json!("BROKEN"), &json!("BROKEN")),
+        "{report:#}"
+    );
+    assert_eq!(report["steps"], json!([]));
+    assert!(
+        report["problems"][0]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("run `lab up` first"),
+        "{report:#}"
+    );
     // A broken lab (replication stopped on mysql-1) is refused too, with the reason, before anything is changed.
     lab(&kc, &["up"]).assert_code(0);
     sql(&sim, "database", "mysql-1", "STOP SLAVE");
-    lab(&kc, &["demo", "storage", "-o", "json"])
+    let refused = lab(&kc, &["demo", "storage", "-o", "json"]);
+    refused
         .assert_code(2)
         .assert_stderr_contains("the lab in namespace database is BROKEN (mysql-1: ")
         .assert_stderr_contains("run `lab up` first");
+    let report = refused.json();
+    assert_eq!(
+        (&report["demo"], &report["verdict_before"]),
+        (&json!("storage"), &json!("BROKEN"))
+    );
+    assert_eq!(report["problems"][0]["subject"], "demo storage");
+    assert!(
+        report["problems"][0]["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("the lab in namespace database is BROKEN (mysql-1: "),
+        "{report:#}"
+    );
     let status = lab(&kc, &["status", "-o", "json"]).json();
     assert!(
         status["pods"]
@@ -321,6 +357,40 @@ fn demo_routing_shows_each_service_routes_and_the_tutorials_selector_reaching_th
     let sim = start_sim();
     let kc = kubeconfig(&sim);
     lab(&kc, &["up"]).assert_code(0);
+    let services = |sim: &kubesim::Kubesim| -> Vec<String> {
+        sim.objects("services", Some("database"))
+            .iter()
+            .map(|s| s["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Ctrl-C while the temporary Service exists: the message names the command that removes it, and -o json still
+    // prints the steps so far with the interruption as a problem.
+    let repair = "kubectl -n database delete service mysql-replicas-tutorial && lab up";
+    let run = lab_with_env(
+        &kc,
+        &["demo", "routing", "-o", "json"],
+        &[("LAB_INTERRUPT_AT", "demo routing: temporary Service created")],
+    );
+    run.assert_code(130)
+        .assert_stderr_contains(&format!("run `{repair}` to repair it"));
+    let report = run.json();
+    assert_eq!((&report["ok"], &report["verdict"]), (&json!(false), &json!("BROKEN")));
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3, "{report:#}");
+    assert_eq!(report["problems"][0]["subject"], steps[2]["title"]);
+    assert!(
+        report["problems"][0]["fix"].as_str().unwrap().contains(repair),
+        "{report:#}"
+    );
+    assert_eq!(steps[0]["observations"][0]["matched"], true, "{report:#}");
+    assert!(services(&sim).contains(&"mysql-replicas-tutorial".to_string()));
+    crate::harness::kubectl(
+        &kc,
+        &["-n", "database", "delete", "service", "mysql-replicas-tutorial"],
+        "",
+    );
+    lab(&kc, &["up"]).assert_code(0);
+    lab(&kc, &["verify"]).assert_code(0);
     let run = lab(&kc, &["demo", "routing", "-o", "json"]);
     run.assert_code(0);
     let report = run.json();
@@ -339,11 +409,7 @@ fn demo_routing_shows_each_service_routes_and_the_tutorials_selector_reaching_th
         "no password is shown"
     );
     // The temporary Service is gone; the lab's own Services are as before.
-    let services: Vec<String> = sim
-        .objects("services", Some("database"))
-        .iter()
-        .map(|s| s["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
+    let services = services(&sim);
     assert!(
         !services.contains(&"mysql-replicas-tutorial".to_string()),
         "{services:?}"
@@ -355,6 +421,31 @@ fn demo_dns_answers_each_name_as_the_tutorial_teaches_and_follows_a_recreated_po
     let sim = start_sim();
     let kc = kubeconfig(&sim);
     lab(&kc, &["up"]).assert_code(0);
+    // Ctrl-C once mysql-1 is deleted: the re-created pod lacks its role label; `lab up` (as the message says)
+    // puts it back, and the replicas Service routes to it again.
+    let run = lab_with_env(
+        &kc,
+        &["demo", "dns", "-o", "json"],
+        &[("LAB_INTERRUPT_AT", "demo dns: pod gone")],
+    );
+    run.assert_code(130).assert_stderr_contains("run `lab up` to repair it");
+    let report = run.json();
+    assert_eq!(
+        report["problems"][0]["subject"],
+        "delete mysql-1: its name follows the new pod"
+    );
+    assert!(report["steps"].as_array().unwrap().len() >= 3, "{report:#}");
+    lab(&kc, &["up"]).assert_code(0);
+    let verify = lab(&kc, &["verify", "-o", "json"]);
+    verify.assert_code(0);
+    let replicas = verify.json()["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "mysql-replicas")
+        .cloned()
+        .expect("mysql-replicas");
+    assert_eq!(replicas["endpoints"], json!(["mysql-1"]));
     let run = lab(&kc, &["demo", "dns", "-o", "json"]);
     run.assert_code(0);
     let report = run.json();

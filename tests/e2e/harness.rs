@@ -287,3 +287,87 @@ pub fn read_until(reader: &mut impl std::io::BufRead, needle: &str) -> (String, 
         }
     }
 }
+
+/// A MariaDB server on loopback, configured as the lab's init container configures a pod (server-id; on the
+/// primary the binary log of appdb, on a replica read-only and a relay log) and with the image's accounts (root@'%'
+/// with `root_password`, skip-name-resolve). Killed on drop. For replaying what `lab` prints on real servers.
+pub struct LocalMariaDb {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalMariaDb {
+    pub fn start(server_id: u32, primary: bool, root_password: &str) -> LocalMariaDb {
+        use std::io::BufRead as _;
+        let dir = tempfile::Builder::new()
+            .prefix("lab-e2e-mariadb-")
+            .tempdir()
+            .expect("temp dir");
+        let (data, tmp) = (dir.path().join("data"), dir.path().join("tmp"));
+        std::fs::create_dir(&tmp).expect("tmpdir");
+        let install = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root",
+            ])
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .output()
+            .expect("mariadb-install-db runs: apt-get install mariadb-server");
+        assert!(install.status.success(), "{}", String::from_utf8_lossy(&install.stderr));
+        let quoted = format!("'{}'", root_password.replace('\\', "\\\\").replace('\'', "''"));
+        let init = dir.path().join("init.sql");
+        std::fs::write(
+            &init,
+            format!(
+                "DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1';\n\
+                 ALTER USER 'root'@'localhost' IDENTIFIED BY {quoted};\n\
+                 CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY {quoted};\n\
+                 GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;\n"
+            ),
+        )
+        .expect("init.sql");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut command = Command::new("mariadbd");
+        command
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .arg(format!("--init-file={}", init.display()))
+            .args(["--user=root", "--bind-address=127.0.0.1", "--skip-name-resolve"])
+            .args(["--innodb-buffer-pool-size=32M", &format!("--server-id={server_id}")]);
+        if primary {
+            command.args(["--log-bin=mysql-bin", "--binlog-format=ROW", "--binlog-do-db=appdb"]);
+        } else {
+            command.args(["--read-only=ON", "--relay-log=relay-log"]);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mariadbd starts: apt-get install mariadb-server");
+        // Its own "ready for connections" line, not a TCP probe another test's server could answer.
+        let mut log = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let (seen, ready) = read_until(&mut log, "ready for connections");
+        assert!(ready.is_some(), "mariadbd exited before it was ready:\n{seen}");
+        std::thread::spawn(move || for _ in log.lines() {});
+        LocalMariaDb { child, port, _dir: dir }
+    }
+}
+
+impl Drop for LocalMariaDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

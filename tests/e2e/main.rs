@@ -4,6 +4,7 @@
 
 mod demo;
 mod dns;
+mod explain;
 mod faults;
 mod grading;
 mod harness;

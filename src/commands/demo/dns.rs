@@ -100,11 +100,14 @@ pub async fn run(lab: &Lab<'_>, n: &mut Narrator) -> anyhow::Result<()> {
         ],
     )
     .await;
+    // The uid before the deletion: read after it, it may already be the new pod's, whose going would be waited on.
+    let old_uid = uid_of(lab, &pod).await?;
     let started = Instant::now();
     lab.cluster.delete_pod(lab.namespace, &pod).await?;
     lab.cluster
-        .wait_pods_gone(lab.namespace, &[(pod.clone(), uid_of(lab, &pod).await?)], lab.deadline)
+        .wait_pods_gone(lab.namespace, &[(pod.clone(), old_uid)], lab.deadline)
         .await?;
+    crate::interrupt::checkpoint("demo dns: pod gone").await;
     lab.cluster
         .wait_pod_ready(lab.namespace, &pod, lab.deadline, &|_| {})
         .await?;

@@ -182,6 +182,76 @@ impl DemoReport {
     }
 }
 
+/// What a demo has done so far, kept outside the demo's future: Ctrl-C drops that future where it stands, and
+/// `-o json` must still print the steps run until then (see [`failure_report`]).
+#[derive(Debug, Clone, Default)]
+struct Partial {
+    verdict_before: Option<Verdict>,
+    steps: Vec<DemoStep>,
+    started: Option<std::time::Instant>,
+}
+
+static PARTIAL: std::sync::Mutex<Option<Partial>> = std::sync::Mutex::new(None);
+
+fn record(update: impl FnOnce(&mut Partial)) {
+    if let Ok(mut partial) = PARTIAL.lock() {
+        update(partial.get_or_insert_with(Partial::default));
+    }
+}
+
+/// The report of a demo that stopped with an error (a lab it refused, a failure, Ctrl-C): the steps run so far,
+/// verdict BROKEN (nothing was proven), and the error as a problem whose subject is the step it stopped in. With
+/// `-o json` it is printed like a finished demo's, so that scripts always get one JSON object. `verdict_before` is
+/// the lab's verdict when the demo checked it, BROKEN when it could not.
+pub fn failure_report(namespace: &str, demo: &str, error: &anyhow::Error, status: ExitStatus) -> DemoReport {
+    let partial = PARTIAL
+        .lock()
+        .map(|p| p.clone().unwrap_or_default())
+        .unwrap_or_default();
+    report_of_failure(partial, namespace, demo, error, status)
+}
+
+/// Pure: [`failure_report`] from what the demo did so far.
+fn report_of_failure(
+    partial: Partial,
+    namespace: &str,
+    demo: &str,
+    error: &anyhow::Error,
+    status: ExitStatus,
+) -> DemoReport {
+    let subject = partial
+        .steps
+        .last()
+        .map_or_else(|| format!("demo {demo}"), |step| step.title.clone());
+    let fix = match status {
+        ExitStatus::Usage => "correct what the message names (a lab that is not working: run `lab up`), then run the                               demo again"
+            .to_string(),
+        ExitStatus::Interrupted => format!(
+            "run `{}` to repair what the demo left, then `lab verify`",
+            repair_command()
+        ),
+        _ => "run `lab up` (it repairs what the demo left), then `lab verify`".to_string(),
+    };
+    let duration_ms = partial.started.map_or(0, |started| millis(started.elapsed()));
+    DemoReport {
+        schema_version: DEMO_SCHEMA_VERSION,
+        demo: demo.to_string(),
+        namespace: namespace.to_string(),
+        ok: false,
+        duration_ms,
+        verdict_before: partial.verdict_before.unwrap_or(Verdict::Broken),
+        verdict: Verdict::Broken,
+        steps: partial.steps,
+        timeline: Vec::new(),
+        problems: vec![Problem {
+            subject,
+            severity: crate::report::Severity::Error,
+            cause: format!("{error:#}"),
+            fix,
+        }],
+    }
+}
+
 /// Pure: the lab ends HEALTHY, or no worse than the demo found it (a DEGRADED lab, say with restarted pods, is
 /// accepted and cannot be made HEALTHY by a demo).
 pub fn left_as_found(before: Verdict, after: Verdict) -> bool {
@@ -243,6 +313,16 @@ impl Narrator {
             started_ms: self.elapsed_ms(),
             duration_ms: 0,
         });
+        self.mirror();
+    }
+
+    /// Copies the steps so far where a failed or interrupted demo's report finds them.
+    fn mirror(&self) {
+        let mut steps = self.steps.clone();
+        if let Some(step) = steps.last_mut() {
+            step.duration_ms = millis(self.step_started.elapsed());
+        }
+        record(|partial| partial.steps = steps);
     }
 
     /// Records and prints what was seen. `value`: the number behind it, with its unit.
@@ -278,6 +358,7 @@ impl Narrator {
             Some(step) => step.observations.push(observation),
             None => unreachable!("observations are made inside steps"),
         }
+        self.mirror();
         matched
     }
 
@@ -297,6 +378,7 @@ impl Narrator {
         if let Some(step) = self.steps.last_mut() {
             step.notes.push(text.to_string());
         }
+        self.mirror();
     }
 
     fn close_step(&mut self) {
@@ -422,8 +504,10 @@ pub fn check_lab_ready(namespace: &str, report: &HealthReport) -> Result<(), Usa
 /// Runs one demo and returns its report. The lab is checked first, proven at the end.
 pub async fn run(settings: &Settings, name: &str, pause: bool, runner: &mut Runner<'_>) -> anyhow::Result<DemoReport> {
     let info = find(name)?;
+    record(|partial| partial.started = Some(std::time::Instant::now()));
     let namespace = settings.namespace.as_str();
     let before = super::status::run(settings, runner).await?;
+    record(|partial| partial.verdict_before = Some(before.verdict));
     check_lab_ready(namespace, &before)?;
     let cluster = connect_cluster(settings).await?;
     let (pods, accounts) = find_lab(&cluster, namespace).await?;
@@ -648,6 +732,62 @@ mod tests {
             text.ends_with("1/1 observations as the tutorial teaches; lab HEALTHY after the demo (1.2s)\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_demo_that_stops_with_an_error_reports_its_steps_so_far_verdict_broken_and_the_error() {
+        let error = anyhow::anyhow!("the lab in namespace database is BROKEN (mysql-1: IO thread No)");
+        let refused = report_of_failure(
+            Partial {
+                verdict_before: Some(Verdict::Broken),
+                ..Partial::default()
+            },
+            "database",
+            "storage",
+            &error,
+            ExitStatus::Usage,
+        );
+        let json = serde_json::to_value(&refused).unwrap();
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(
+            (json["ok"].as_bool(), json["verdict"].as_str()),
+            (Some(false), Some("BROKEN"))
+        );
+        assert_eq!(json["verdict_before"], "BROKEN");
+        assert_eq!(json["steps"], serde_json::json!([]));
+        assert_eq!(json["problems"][0]["subject"], "demo storage");
+        assert_eq!(json["problems"][0]["severity"], "error");
+        assert!(json["problems"][0]["cause"].as_str().unwrap().contains("is BROKEN"));
+        assert_eq!(refused.exit_status(), ExitStatus::Unhealthy);
+        // Interrupted in a step: the steps so far, the step as the subject, the repair command as the fix.
+        let interrupted = report_of_failure(
+            Partial {
+                verdict_before: Some(Verdict::Healthy),
+                steps: vec![step(vec![observation(true)])],
+                started: Some(std::time::Instant::now()),
+            },
+            "database",
+            "identity",
+            &anyhow::anyhow!("interrupted"),
+            ExitStatus::Interrupted,
+        );
+        assert_eq!(interrupted.verdict_before, Verdict::Healthy);
+        assert_eq!(interrupted.steps.len(), 1);
+        assert_eq!(interrupted.problems[0].subject, "t");
+        assert!(
+            interrupted.problems[0].fix.starts_with("run `lab up"),
+            "{:?}",
+            interrupted.problems
+        );
+        // Never checked (the cluster did not answer): nothing was proven.
+        let unchecked = report_of_failure(
+            Partial::default(),
+            "database",
+            "dns",
+            &anyhow::anyhow!("cannot reach the cluster"),
+            ExitStatus::Unreachable,
+        );
+        assert_eq!(unchecked.verdict_before, Verdict::Broken);
     }
 
     #[test]

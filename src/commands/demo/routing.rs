@@ -78,6 +78,7 @@ pub async fn run(lab: &Lab<'_>, n: &mut Narrator) -> anyhow::Result<()> {
     lab.cluster
         .apply_service(lab.namespace, TUTORIAL_SERVICE, &selector)
         .await?;
+    crate::interrupt::checkpoint("demo routing: temporary Service created").await;
     let started = Instant::now();
     let routed = wait_for_endpoints(lab, lab.pods as usize).await?;
     n.timed(

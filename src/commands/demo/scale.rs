@@ -119,7 +119,9 @@ pub async fn run(settings: &Settings, lab: &Lab<'_>, n: &mut Narrator, runner: &
         parallel: false,
     };
     let started = Instant::now();
-    let report = super::super::up::run(settings, &manifests, runner).await?;
+    // `lab demo` always explains: the class sees each step of this `lab up` with the statements it runs.
+    let explainer = super::super::up::explain::Explainer::new(true);
+    let report = super::super::up::run_explained(settings, &manifests, runner, &explainer).await?;
     n.timed("lab up", started.elapsed());
     let configure = runner
         .records()
