@@ -9,7 +9,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -68,7 +68,7 @@ impl Query {
     }
 
     fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        self.get(key).is_some_and(crate::pod_logs::is_true)
     }
 
     fn dry_run(&self) -> bool {
@@ -1367,24 +1367,36 @@ fn resolve_container(
     }
 }
 
+/// The options of a log request, for its validation errors (`PodLogOptions "mysql-0" is invalid: ...`).
+const POD_LOG_OPTIONS: ResourceInfo = ResourceInfo {
+    plural: "pods",
+    singular: "pod",
+    kind: "PodLogOptions",
+    group: "",
+    version: "v1",
+    namespaced: true,
+    short_names: &[],
+};
+
 fn pod_log(control: &ControlPlane, target: &Target, query: &Query) -> Result<Response, ApiError> {
     let pod = pod(control, target)?;
     let pod_name = target.name()?;
     let container = resolve_container(&pod, pod_name, query.get("container"), true)?;
     let previous = query.flag("previous");
-    let tail_lines = match query.get("tailLines") {
-        Some(text) => Some(
-            text.parse::<usize>()
-                .map_err(|_| ApiError::bad_request(format!("invalid tailLines {text:?}")))?,
-        ),
-        None => None,
+    let options = crate::pod_logs::options_from_query(|key| query.get(key), jiff::Timestamp::now())
+        .map_err(|causes| ApiError::invalid(&POD_LOG_OPTIONS, pod_name, causes))?;
+    let body = match control.runtime() {
+        // A previous instance has stopped: following it gives its log.
+        Some(runtime) if query.flag("follow") && !previous => runtime
+            .follow_logs(&target.namespace, pod_name, &container, options)
+            .map(|stream| Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>))),
+        Some(runtime) => runtime
+            .logs(&target.namespace, pod_name, Some(&container), previous, &options)
+            .map(Body::from),
+        None => Some(Body::empty()),
     };
-    let text = match control.runtime() {
-        Some(runtime) => runtime.logs(&target.namespace, pod_name, Some(&container), previous, tail_lines),
-        None => Some(String::new()),
-    };
-    match text {
-        Some(text) => Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response()),
+    match body {
+        Some(body) => Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response()),
         None if previous => Err(ApiError::bad_request(format!(
             "previous terminated container \"{container}\" in pod \"{pod_name}\" not found"
         ))),

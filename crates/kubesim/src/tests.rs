@@ -921,7 +921,15 @@ impl PodRuntime for FakeNode {
         })
     }
 
-    fn logs(&self, _: &str, pod: &str, container: Option<&str>, previous: bool, tail: Option<usize>) -> Option<String> {
+    fn logs(
+        &self,
+        _: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+        options: &crate::pod_logs::LogOptions,
+    ) -> Option<String> {
+        let tail = options.tail_lines;
         if previous {
             return None;
         }
