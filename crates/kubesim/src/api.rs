@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::control::{ControlPlane, DeleteOptions, Deletion, has_finalizers, is_deleting};
 use crate::defaults::validate_update;
 use crate::managed::{self, Writer};
-use crate::resources::{self, GROUPS, RESOURCES, ResourceInfo, SUBRESOURCES, VERBS};
+use crate::resources::{self, GROUPS, RESOURCES, ResourceInfo, SUBRESOURCES};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Cause, Details, json_response};
 use crate::store::{Change, ChangeKind, StoreError, metadata_mut};
@@ -232,18 +232,25 @@ fn resource_list(group: &str, version: &str) -> Value {
         format!("{group}/{version}")
     };
     let mut entries = Vec::new();
-    for info in RESOURCES
+    // In name order, as a real server lists them (`kubectl get all` prints the kinds in this order).
+    let mut infos: Vec<&ResourceInfo> = RESOURCES
         .iter()
         .filter(|info| info.group == group && info.version == version)
-    {
-        entries.push(json!({
+        .collect();
+    infos.sort_by_key(|info| info.plural);
+    for info in infos {
+        let mut entry = json!({
             "name": info.plural,
             "singularName": info.singular,
             "namespaced": info.namespaced,
             "kind": info.kind,
-            "verbs": VERBS,
+            "verbs": resources::verbs(info),
             "shortNames": info.short_names,
-        }));
+        });
+        if !resources::categories(info).is_empty() {
+            entry["categories"] = json!(resources::categories(info));
+        }
+        entries.push(entry);
         for (parent, sub, kind, verbs) in SUBRESOURCES.iter().filter(|(parent, ..)| *parent == info.plural) {
             entries.push(json!({
                 "name": format!("{parent}/{sub}"),
@@ -318,6 +325,9 @@ async fn serve_resource(
     request: Request,
 ) -> Result<Response, ApiError> {
     let manager = manager_of(&query, request.headers());
+    if resources::is_events_view(target.info) && *method != Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
     match (sub, method) {
         (None, &Method::GET) if target.name.is_some() => get(control, &target, table_request(&request, &query)),
         (None, &Method::GET) if query.flag("watch") => watch(control, &target, &query),
@@ -458,7 +468,7 @@ fn get(control: &ControlPlane, target: &Target, table: Option<String>) -> Result
             &table::render(target.info, &[object], None, &include),
         ));
     }
-    Ok(json_response(StatusCode::OK, &object))
+    Ok(json_response(StatusCode::OK, &shown(target.info, &object)))
 }
 
 fn selectors(target: &Target, query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
@@ -489,13 +499,23 @@ fn list(control: &ControlPlane, target: &Target, query: &Query, table: Option<St
             "kind": format!("{}List", target.info.kind),
             "apiVersion": target.info.api_version(),
             "metadata": { "resourceVersion": resource_version.to_string() },
-            "items": items,
+            "items": items.iter().map(|object| shown(target.info, object)).collect::<Vec<_>>(),
         }),
     ))
 }
 
+/// An object as the resource it was asked for shows it (events.k8s.io Events are stored as core Events).
+fn shown(info: &ResourceInfo, object: &Value) -> Value {
+    if resources::is_events_view(info) {
+        crate::events_view::from_core(object)
+    } else {
+        object.clone()
+    }
+}
+
 /// Which watch events a change produces for one watcher (selector entry -> ADDED, exit -> DELETED).
 struct WatchFilter {
+    info: &'static ResourceInfo,
     resource: &'static str,
     namespace: Option<String>,
     labels: LabelSelector,
@@ -526,12 +546,12 @@ impl WatchFilter {
             (ChangeKind::Deleted, _, true) => ChangeKind::Deleted,
             _ => return None,
         };
-        Some((kind.as_watch_type(), change.object.clone()))
+        Some((kind.as_watch_type(), shown(self.info, &change.object)))
     }
 }
 
 fn watch_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = json!({ "type": kind, "object": object }).to_string();
+    let mut line = crate::status::to_json(&json!({ "type": kind, "object": object }));
     line.push('\n');
     Bytes::from(line)
 }
@@ -562,6 +582,7 @@ fn streaming_response(receiver: mpsc::Receiver<Result<Bytes, std::io::Error>>) -
 fn watch(control: &ControlPlane, target: &Target, query: &Query) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(target, query)?;
     let filter = WatchFilter {
+        info: target.info,
         resource: target.info.plural,
         namespace: target.namespace_filter().map(str::to_string),
         labels,
@@ -613,7 +634,7 @@ fn watch(control: &ControlPlane, target: &Target, query: &Query) -> Result<Respo
             let lines = objects
                 .iter()
                 .filter(|object| filter.matches(object))
-                .map(|object| watch_line("ADDED", object))
+                .map(|object| watch_line("ADDED", &shown(filter.info, object)))
                 .collect();
             (lines, version, feed)
         }
@@ -931,6 +952,14 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
         *target = patch.clone();
         return;
     };
+    if patch.get("$patch").and_then(Value::as_str) == Some("replace") {
+        // The strategic merge patch directive: this object replaces the old one whole (`kubectl rollout undo`
+        // sends a revision's template so).
+        let mut replacement = patch_fields.clone();
+        replacement.remove("$patch");
+        *target = Value::Object(replacement);
+        return;
+    }
     if !target.is_object() {
         *target = json!({});
     }

@@ -85,14 +85,47 @@ pub fn node_object(shape: &NodeShape, node_ip: &str, kubelet_version: &str) -> V
                 "architecture": std::env::consts::ARCH,
                 "osImage": "kubesim",
                 "kernelVersion": kernel_version(),
-                "machineID": "",
-                "systemUUID": "",
-                "bootID": "",
+                "machineID": host_file("/etc/machine-id"),
+                "systemUUID": host_file("/sys/class/dmi/id/product_uuid"),
+                "bootID": host_file("/proc/sys/kernel/random/boot_id"),
             },
         },
     });
     set_shape(&mut node, shape);
     node
+}
+
+/// An identity of the machine the node runs on, as the kubelet reads it ("" when unreadable).
+fn host_file(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// How often the kubelet renews its node's Lease, and the duration it claims (the kubelet's defaults).
+pub const LEASE_RENEW_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const LEASE_DURATION_SECONDS: u64 = 40;
+
+/// The node's Lease in `kube-node-lease`, renewed at `renew_time` (a MicroTime), owned by the node.
+pub fn node_lease(node: &Value, renew_time: &str) -> Value {
+    let name = node.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+    json!({
+        "metadata": {
+            "name": name,
+            "namespace": "kube-node-lease",
+            "ownerReferences": [{
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": name,
+                "uid": node.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+            }],
+        },
+        "spec": {
+            "holderIdentity": name,
+            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "renewTime": renew_time,
+        },
+    })
 }
 
 fn kernel_version() -> String {
