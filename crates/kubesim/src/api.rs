@@ -251,7 +251,12 @@ fn resource_list(group: &str, version: &str) -> Value {
             entry["categories"] = json!(resources::categories(info));
         }
         entries.push(entry);
-        for (parent, sub, kind, verbs) in SUBRESOURCES.iter().filter(|(parent, ..)| *parent == info.plural) {
+        let mut subresources: Vec<_> = SUBRESOURCES
+            .iter()
+            .filter(|(parent, ..)| *parent == info.plural)
+            .collect();
+        subresources.sort_by_key(|(_, sub, ..)| *sub);
+        for (parent, sub, kind, verbs) in subresources {
             entries.push(json!({
                 "name": format!("{parent}/{sub}"),
                 "singularName": "",
