@@ -729,7 +729,7 @@ impl Controllers {
     }
 
     /// The kubelet's and the node lifecycle controller's view of the node: Ready or not (with the not-ready
-    /// taint), its taints and memory, as the faults shape them.
+    /// taint), its taints and memory, as the faults shape them; its heartbeats (the Lease, the status report).
     fn nodes(&mut self) {
         let shape = self.control.faults.node_shape();
         let store = &self.control.store;
@@ -742,6 +742,13 @@ impl Controllers {
                 });
             }
             self.renew_lease(&node);
+            let now = jiff::Timestamp::now();
+            if scheduler::report_status(&mut node.clone(), now) {
+                let name = text(&node, "/metadata/name").to_string();
+                store.update("nodes", "", &name, |node| {
+                    scheduler::report_status(node, now);
+                });
+            }
         }
     }
 

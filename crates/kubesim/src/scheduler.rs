@@ -128,6 +128,31 @@ pub fn node_lease(node: &Value, renew_time: &str) -> Value {
     })
 }
 
+/// How often the kubelet reports an unchanged node status (its `nodeStatusReportFrequency`): the conditions'
+/// lastHeartbeatTime is at most this old.
+pub const STATUS_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Moves every condition's lastHeartbeatTime to `now` once the oldest is `STATUS_REPORT_INTERVAL` old; true when
+/// it did.
+pub fn report_status(node: &mut Value, now: jiff::Timestamp) -> bool {
+    let Some(conditions) = node.pointer_mut("/status/conditions").and_then(Value::as_array_mut) else {
+        return false;
+    };
+    let due = conditions.iter().any(|condition| {
+        condition["lastHeartbeatTime"]
+            .as_str()
+            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+            .is_none_or(|beat| now.duration_since(beat).unsigned_abs() >= STATUS_REPORT_INTERVAL)
+    });
+    if due {
+        let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        for condition in conditions.iter_mut() {
+            condition["lastHeartbeatTime"] = json!(stamp);
+        }
+    }
+    due
+}
+
 fn kernel_version() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|text| text.trim().to_string())
@@ -459,6 +484,28 @@ fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeats_are_reported_every_five_minutes() {
+        let mut node = json!({ "status": { "conditions": [
+            { "type": "Ready", "status": "True", "lastHeartbeatTime": "2025-01-01T10:00:00Z", "lastTransitionTime": "2025-01-01T09:00:00Z" },
+            { "type": "DiskPressure", "status": "False", "lastHeartbeatTime": "2025-01-01T10:00:00Z", "lastTransitionTime": "2025-01-01T09:00:00Z" },
+        ] } });
+        let at = |text: &str| text.parse::<jiff::Timestamp>().unwrap();
+        assert!(!report_status(&mut node, at("2025-01-01T10:04:59Z")));
+        assert_eq!(
+            node["status"]["conditions"][0]["lastHeartbeatTime"],
+            "2025-01-01T10:00:00Z"
+        );
+        assert!(report_status(&mut node, at("2025-01-01T10:05:00Z")));
+        for condition in node["status"]["conditions"].as_array().unwrap() {
+            assert_eq!(condition["lastHeartbeatTime"], "2025-01-01T10:05:00Z");
+            assert_eq!(
+                condition["lastTransitionTime"], "2025-01-01T09:00:00Z",
+                "a heartbeat is no transition"
+            );
+        }
+    }
 
     fn node(shape: &NodeShape) -> Value {
         node_object(shape, "10.244.0.1", "v1.31.0")
