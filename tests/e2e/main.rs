@@ -10,6 +10,7 @@ mod grading;
 mod harness;
 mod interrupt;
 mod kubectl;
+mod kubectl_api;
 mod lifecycle;
 mod resume;
 mod services;

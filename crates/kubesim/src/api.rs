@@ -9,7 +9,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::control::{ControlPlane, DeleteOptions, Deletion, has_finalizers, is_deleting};
 use crate::defaults::validate_update;
 use crate::managed::{self, Writer};
-use crate::resources::{self, GROUPS, RESOURCES, ResourceInfo, SUBRESOURCES, VERBS};
+use crate::resources::{self, GROUPS, RESOURCES, ResourceInfo, SUBRESOURCES};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Cause, Details, json_response};
 use crate::store::{Change, ChangeKind, StoreError, metadata_mut};
@@ -68,7 +68,7 @@ impl Query {
     }
 
     fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        self.get(key).is_some_and(crate::pod_logs::is_true)
     }
 
     fn dry_run(&self) -> bool {
@@ -232,19 +232,31 @@ fn resource_list(group: &str, version: &str) -> Value {
         format!("{group}/{version}")
     };
     let mut entries = Vec::new();
-    for info in RESOURCES
+    // In name order, as a real server lists them (`kubectl get all` prints the kinds in this order).
+    let mut infos: Vec<&ResourceInfo> = RESOURCES
         .iter()
         .filter(|info| info.group == group && info.version == version)
-    {
-        entries.push(json!({
+        .collect();
+    infos.sort_by_key(|info| info.plural);
+    for info in infos {
+        let mut entry = json!({
             "name": info.plural,
             "singularName": info.singular,
             "namespaced": info.namespaced,
             "kind": info.kind,
-            "verbs": VERBS,
+            "verbs": resources::verbs(info),
             "shortNames": info.short_names,
-        }));
-        for (parent, sub, kind, verbs) in SUBRESOURCES.iter().filter(|(parent, ..)| *parent == info.plural) {
+        });
+        if !resources::categories(info).is_empty() {
+            entry["categories"] = json!(resources::categories(info));
+        }
+        entries.push(entry);
+        let mut subresources: Vec<_> = SUBRESOURCES
+            .iter()
+            .filter(|(parent, ..)| *parent == info.plural)
+            .collect();
+        subresources.sort_by_key(|(_, sub, ..)| *sub);
+        for (parent, sub, kind, verbs) in subresources {
             entries.push(json!({
                 "name": format!("{parent}/{sub}"),
                 "singularName": "",
@@ -318,6 +330,9 @@ async fn serve_resource(
     request: Request,
 ) -> Result<Response, ApiError> {
     let manager = manager_of(&query, request.headers());
+    if resources::is_events_view(target.info) && *method != Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
     match (sub, method) {
         (None, &Method::GET) if target.name.is_some() => get(control, &target, table_request(&request, &query)),
         (None, &Method::GET) if query.flag("watch") => watch(control, &target, &query),
@@ -458,7 +473,7 @@ fn get(control: &ControlPlane, target: &Target, table: Option<String>) -> Result
             &table::render(target.info, &[object], None, &include),
         ));
     }
-    Ok(json_response(StatusCode::OK, &object))
+    Ok(json_response(StatusCode::OK, &shown(target.info, &object)))
 }
 
 fn selectors(target: &Target, query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
@@ -489,13 +504,23 @@ fn list(control: &ControlPlane, target: &Target, query: &Query, table: Option<St
             "kind": format!("{}List", target.info.kind),
             "apiVersion": target.info.api_version(),
             "metadata": { "resourceVersion": resource_version.to_string() },
-            "items": items,
+            "items": items.iter().map(|object| shown(target.info, object)).collect::<Vec<_>>(),
         }),
     ))
 }
 
+/// An object as the resource it was asked for shows it (events.k8s.io Events are stored as core Events).
+fn shown(info: &ResourceInfo, object: &Value) -> Value {
+    if resources::is_events_view(info) {
+        crate::events_view::from_core(object)
+    } else {
+        object.clone()
+    }
+}
+
 /// Which watch events a change produces for one watcher (selector entry -> ADDED, exit -> DELETED).
 struct WatchFilter {
+    info: &'static ResourceInfo,
     resource: &'static str,
     namespace: Option<String>,
     labels: LabelSelector,
@@ -526,12 +551,12 @@ impl WatchFilter {
             (ChangeKind::Deleted, _, true) => ChangeKind::Deleted,
             _ => return None,
         };
-        Some((kind.as_watch_type(), change.object.clone()))
+        Some((kind.as_watch_type(), shown(self.info, &change.object)))
     }
 }
 
 fn watch_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = json!({ "type": kind, "object": object }).to_string();
+    let mut line = crate::status::to_json(&json!({ "type": kind, "object": object }));
     line.push('\n');
     Bytes::from(line)
 }
@@ -562,6 +587,7 @@ fn streaming_response(receiver: mpsc::Receiver<Result<Bytes, std::io::Error>>) -
 fn watch(control: &ControlPlane, target: &Target, query: &Query) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(target, query)?;
     let filter = WatchFilter {
+        info: target.info,
         resource: target.info.plural,
         namespace: target.namespace_filter().map(str::to_string),
         labels,
@@ -613,7 +639,7 @@ fn watch(control: &ControlPlane, target: &Target, query: &Query) -> Result<Respo
             let lines = objects
                 .iter()
                 .filter(|object| filter.matches(object))
-                .map(|object| watch_line("ADDED", object))
+                .map(|object| watch_line("ADDED", &shown(filter.info, object)))
                 .collect();
             (lines, version, feed)
         }
@@ -931,6 +957,14 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
         *target = patch.clone();
         return;
     };
+    if patch.get("$patch").and_then(Value::as_str) == Some("replace") {
+        // The strategic merge patch directive: this object replaces the old one whole (`kubectl rollout undo`
+        // sends a revision's template so).
+        let mut replacement = patch_fields.clone();
+        replacement.remove("$patch");
+        *target = Value::Object(replacement);
+        return;
+    }
     if !target.is_object() {
         *target = json!({});
     }
@@ -1367,24 +1401,36 @@ fn resolve_container(
     }
 }
 
+/// The options of a log request, for its validation errors (`PodLogOptions "mysql-0" is invalid: ...`).
+const POD_LOG_OPTIONS: ResourceInfo = ResourceInfo {
+    plural: "pods",
+    singular: "pod",
+    kind: "PodLogOptions",
+    group: "",
+    version: "v1",
+    namespaced: true,
+    short_names: &[],
+};
+
 fn pod_log(control: &ControlPlane, target: &Target, query: &Query) -> Result<Response, ApiError> {
     let pod = pod(control, target)?;
     let pod_name = target.name()?;
     let container = resolve_container(&pod, pod_name, query.get("container"), true)?;
     let previous = query.flag("previous");
-    let tail_lines = match query.get("tailLines") {
-        Some(text) => Some(
-            text.parse::<usize>()
-                .map_err(|_| ApiError::bad_request(format!("invalid tailLines {text:?}")))?,
-        ),
-        None => None,
+    let options = crate::pod_logs::options_from_query(|key| query.get(key), jiff::Timestamp::now())
+        .map_err(|causes| ApiError::invalid(&POD_LOG_OPTIONS, pod_name, causes))?;
+    let body = match control.runtime() {
+        // A previous instance has stopped: following it gives its log.
+        Some(runtime) if query.flag("follow") && !previous => runtime
+            .follow_logs(&target.namespace, pod_name, &container, options)
+            .map(|stream| Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>))),
+        Some(runtime) => runtime
+            .logs(&target.namespace, pod_name, Some(&container), previous, &options)
+            .map(Body::from),
+        None => Some(Body::empty()),
     };
-    let text = match control.runtime() {
-        Some(runtime) => runtime.logs(&target.namespace, pod_name, Some(&container), previous, tail_lines),
-        None => Some(String::new()),
-    };
-    match text {
-        Some(text) => Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response()),
+    match body {
+        Some(body) => Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response()),
         None if previous => Err(ApiError::bad_request(format!(
             "previous terminated container \"{container}\" in pod \"{pod_name}\" not found"
         ))),

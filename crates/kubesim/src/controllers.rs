@@ -14,6 +14,7 @@ use crate::control::{
     namespace_and_name, owned_by, remove_finalizer,
 };
 use crate::resources::{self, RESOURCES};
+use crate::revisions;
 use crate::scheduler;
 use crate::selectors::LabelSelector;
 use crate::store::{ObjectRef, metadata_mut, now_rfc3339};
@@ -275,8 +276,9 @@ impl Controllers {
         let replicas = sts.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
         let ordered = text(sts, "/spec/podManagementPolicy") != "Parallel";
         let template = sts.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-        let revision = revision_of(&name, &template);
+        let revision = revision_of(&name, &revisions::normalized(&template));
         let selector = LabelSelector::from_object(sts.pointer("/spec/selector").unwrap_or(&Value::Null));
+        self.sync_revision(sts, &revision);
 
         let mut pods: BTreeMap<usize, Value> = BTreeMap::new();
         for pod in store.list("pods", Some(&namespace)) {
@@ -353,6 +355,66 @@ impl Controllers {
         }
 
         self.statefulset_status(sts, &revision);
+        self.prune_revisions(sts);
+    }
+
+    /// The StatefulSet's own ControllerRevisions.
+    fn revisions_of(&self, sts: &Value) -> Vec<Value> {
+        let (namespace, _) = namespace_and_name(sts);
+        let uid = uid_of(sts);
+        self.control
+            .store
+            .list("controllerrevisions", Some(&namespace))
+            .into_iter()
+            .filter(|revision| owned_by(revision, &uid))
+            .collect()
+    }
+
+    /// The template's ControllerRevision exists and is the newest.
+    fn sync_revision(&self, sts: &Value, name: &str) {
+        let (namespace, _) = namespace_and_name(sts);
+        let known: Vec<revisions::Known> = self.revisions_of(sts).iter().map(revisions::known).collect();
+        match revisions::update_step(&known, name) {
+            revisions::Step::Keep => {}
+            revisions::Step::Create(number) => {
+                let info = resources::by_plural("controllerrevisions").expect("controllerrevisions are served");
+                if let Err(error) = self
+                    .control
+                    .create(info, &namespace, revisions::object(sts, name, number), false)
+                {
+                    tracing::debug!(%error.message, "the StatefulSet's revision could not be created");
+                }
+            }
+            revisions::Step::Renumber(number) => {
+                self.control
+                    .store
+                    .update("controllerrevisions", &namespace, name, |revision| {
+                        revision["revision"] = json!(number);
+                    });
+            }
+        }
+    }
+
+    /// Revisions beyond `revisionHistoryLimit` that neither the status nor any pod uses are deleted.
+    fn prune_revisions(&self, sts: &Value) {
+        let (namespace, name) = namespace_and_name(sts);
+        let Some(sts) = self.control.store.get("statefulsets", &namespace, &name) else {
+            return;
+        };
+        let uid = uid_of(&sts);
+        let mut live: HashSet<String> = ["/status/currentRevision", "/status/updateRevision"]
+            .iter()
+            .map(|pointer| text(&sts, pointer).to_string())
+            .collect();
+        for pod in self.control.store.list("pods", Some(&namespace)) {
+            if owned_by(&pod, &uid) {
+                live.insert(text(&pod, &format!("/metadata/labels/{REVISION_LABEL}")).to_string());
+            }
+        }
+        let known: Vec<revisions::Known> = self.revisions_of(&sts).iter().map(revisions::known).collect();
+        for stale in revisions::to_prune(&known, &live, revisions::history_limit(&sts)) {
+            self.control.store.remove("controllerrevisions", &namespace, &stale);
+        }
     }
 
     /// Takes over an orphaned pod with the StatefulSet's name pattern and labels (as after an orphaning delete).
@@ -667,7 +729,7 @@ impl Controllers {
     }
 
     /// The kubelet's and the node lifecycle controller's view of the node: Ready or not (with the not-ready
-    /// taint), its taints and memory, as the faults shape them.
+    /// taint), its taints and memory, as the faults shape them; its heartbeats (the Lease, the status report).
     fn nodes(&mut self) {
         let shape = self.control.faults.node_shape();
         let store = &self.control.store;
@@ -678,6 +740,39 @@ impl Controllers {
                 store.update("nodes", "", &name, |node| {
                     scheduler::set_shape(node, &shape);
                 });
+            }
+            self.renew_lease(&node);
+            let now = jiff::Timestamp::now();
+            if scheduler::report_status(&mut node.clone(), now) {
+                let name = text(&node, "/metadata/name").to_string();
+                store.update("nodes", "", &name, |node| {
+                    scheduler::report_status(node, now);
+                });
+            }
+        }
+    }
+
+    /// The kubelet's heartbeat: the node's Lease, renewed every ten seconds.
+    fn renew_lease(&self, node: &Value) {
+        let store = &self.control.store;
+        let name = text(node, "/metadata/name");
+        let now = jiff::Timestamp::now();
+        let renew_time = now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        match store.get("leases", "kube-node-lease", name) {
+            None => {
+                let _ = store.create("leases", "kube-node-lease", scheduler::node_lease(node, &renew_time));
+            }
+            Some(lease) => {
+                let due = text(&lease, "/spec/renewTime")
+                    .parse::<jiff::Timestamp>()
+                    .map_or(true, |renewed| {
+                        now.duration_since(renewed).unsigned_abs() >= scheduler::LEASE_RENEW_INTERVAL
+                    });
+                if due {
+                    store.update("leases", "kube-node-lease", name, |lease| {
+                        lease["spec"]["renewTime"] = json!(renew_time);
+                    });
+                }
             }
         }
     }

@@ -69,6 +69,18 @@ pub const RESOURCES: &[ResourceInfo] = &[
     info("endpoints", "endpoints", "Endpoints", "", true, &["ep"]),
     info("statefulsets", "statefulset", "StatefulSet", "apps", true, &["sts"]),
     info(
+        "controllerrevisions",
+        "controllerrevision",
+        "ControllerRevision",
+        "apps",
+        true,
+        &[],
+    ),
+    // A view of the core Events (see `events_view`): the same objects, with the newer field names.
+    info("events", "event", "Event", "events.k8s.io", true, &["ev"]),
+    // The node's heartbeat (`kubectl describe node` shows it).
+    info("leases", "lease", "Lease", "coordination.k8s.io", true, &[]),
+    info(
         "storageclasses",
         "storageclass",
         "StorageClass",
@@ -118,4 +130,32 @@ pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static Resou
 }
 
 /// The API groups besides core, each with its only version.
-pub const GROUPS: &[(&str, &str)] = &[("apps", "v1"), ("storage.k8s.io", "v1")];
+pub const GROUPS: &[(&str, &str)] = &[
+    ("apps", "v1"),
+    ("storage.k8s.io", "v1"),
+    ("events.k8s.io", "v1"),
+    ("coordination.k8s.io", "v1"),
+];
+
+/// The categories discovery lists for a resource, as a real server does (`kubectl get all` expands `all` to
+/// the resources in that category; ConfigMaps, Secrets, claims and Events are not in it).
+pub fn categories(info: &ResourceInfo) -> &'static [&'static str] {
+    match (info.group, info.plural) {
+        ("", "pods" | "services") | ("apps", "statefulsets") => &["all"],
+        _ => &[],
+    }
+}
+
+/// The verbs a resource accepts: events.k8s.io Events are served read-only here (a view of the core Events).
+pub fn verbs(info: &ResourceInfo) -> &'static [&'static str] {
+    if is_events_view(info) {
+        &["get", "list", "watch"]
+    } else {
+        VERBS
+    }
+}
+
+/// events.k8s.io/v1 Events: stored as core Events, shown with the events.k8s.io field names.
+pub fn is_events_view(info: &ResourceInfo) -> bool {
+    info.group == "events.k8s.io"
+}

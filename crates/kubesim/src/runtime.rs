@@ -3,10 +3,14 @@
 use std::io;
 use std::sync::Arc;
 
-use futures::FutureExt;
+use axum::body::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::process::Child;
+
+use crate::pod_logs::LogOptions;
 
 /// The pod-running side of the cluster (the simulated kubelet).
 pub trait PodRuntime: Send + Sync + 'static {
@@ -38,14 +42,28 @@ pub trait PodRuntime: Send + Sync + 'static {
         }
         .boxed()
     }
+    /// A container's log (the previous instance's with `previous`) as a request with `options` sees it; None
+    /// when there is no such instance.
     fn logs(
         &self,
         namespace: &str,
         pod: &str,
         container: Option<&str>,
         previous: bool,
-        tail_lines: Option<usize>,
+        options: &LogOptions,
     ) -> Option<String>;
+    /// The current instance's log, then its new lines until it stops (`kubectl logs -f`); None when there is no
+    /// instance. A runtime that cannot follow gives the log so far.
+    fn follow_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        options: LogOptions,
+    ) -> Option<BoxStream<'static, Bytes>> {
+        let text = self.logs(namespace, pod, Some(container), false, &options)?;
+        Some(futures::stream::iter([Bytes::from(text)]).boxed())
+    }
     fn shutdown(&self);
     fn leftovers(&self) -> Vec<String>;
 }
@@ -91,9 +109,19 @@ impl PodRuntime for crate::node::Node {
         pod: &str,
         container: Option<&str>,
         previous: bool,
-        tail_lines: Option<usize>,
+        options: &LogOptions,
     ) -> Option<String> {
-        crate::node::Node::logs(self, namespace, pod, container, previous, tail_lines)
+        crate::node::Node::read_logs(self, namespace, pod, container, previous, options)
+    }
+
+    fn follow_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        options: LogOptions,
+    ) -> Option<BoxStream<'static, Bytes>> {
+        crate::node::Node::follow_logs(self, namespace, pod, container, options)
     }
 
     fn shutdown(&self) {

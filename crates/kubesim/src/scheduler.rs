@@ -85,14 +85,72 @@ pub fn node_object(shape: &NodeShape, node_ip: &str, kubelet_version: &str) -> V
                 "architecture": std::env::consts::ARCH,
                 "osImage": "kubesim",
                 "kernelVersion": kernel_version(),
-                "machineID": "",
-                "systemUUID": "",
-                "bootID": "",
+                "machineID": host_file("/etc/machine-id"),
+                "systemUUID": host_file("/sys/class/dmi/id/product_uuid"),
+                "bootID": host_file("/proc/sys/kernel/random/boot_id"),
             },
         },
     });
     set_shape(&mut node, shape);
     node
+}
+
+/// An identity of the machine the node runs on, as the kubelet reads it ("" when unreadable).
+fn host_file(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// How often the kubelet renews its node's Lease, and the duration it claims (the kubelet's defaults).
+pub const LEASE_RENEW_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const LEASE_DURATION_SECONDS: u64 = 40;
+
+/// The node's Lease in `kube-node-lease`, renewed at `renew_time` (a MicroTime), owned by the node.
+pub fn node_lease(node: &Value, renew_time: &str) -> Value {
+    let name = node.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+    json!({
+        "metadata": {
+            "name": name,
+            "namespace": "kube-node-lease",
+            "ownerReferences": [{
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": name,
+                "uid": node.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+            }],
+        },
+        "spec": {
+            "holderIdentity": name,
+            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "renewTime": renew_time,
+        },
+    })
+}
+
+/// How often the kubelet reports an unchanged node status (its `nodeStatusReportFrequency`): the conditions'
+/// lastHeartbeatTime is at most this old.
+pub const STATUS_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Moves every condition's lastHeartbeatTime to `now` once the oldest is `STATUS_REPORT_INTERVAL` old; true when
+/// it did.
+pub fn report_status(node: &mut Value, now: jiff::Timestamp) -> bool {
+    let Some(conditions) = node.pointer_mut("/status/conditions").and_then(Value::as_array_mut) else {
+        return false;
+    };
+    let due = conditions.iter().any(|condition| {
+        condition["lastHeartbeatTime"]
+            .as_str()
+            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+            .is_none_or(|beat| now.duration_since(beat).unsigned_abs() >= STATUS_REPORT_INTERVAL)
+    });
+    if due {
+        let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        for condition in conditions.iter_mut() {
+            condition["lastHeartbeatTime"] = json!(stamp);
+        }
+    }
+    due
 }
 
 fn kernel_version() -> String {
@@ -426,6 +484,28 @@ fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeats_are_reported_every_five_minutes() {
+        let mut node = json!({ "status": { "conditions": [
+            { "type": "Ready", "status": "True", "lastHeartbeatTime": "2025-01-01T10:00:00Z", "lastTransitionTime": "2025-01-01T09:00:00Z" },
+            { "type": "DiskPressure", "status": "False", "lastHeartbeatTime": "2025-01-01T10:00:00Z", "lastTransitionTime": "2025-01-01T09:00:00Z" },
+        ] } });
+        let at = |text: &str| text.parse::<jiff::Timestamp>().unwrap();
+        assert!(!report_status(&mut node, at("2025-01-01T10:04:59Z")));
+        assert_eq!(
+            node["status"]["conditions"][0]["lastHeartbeatTime"],
+            "2025-01-01T10:00:00Z"
+        );
+        assert!(report_status(&mut node, at("2025-01-01T10:05:00Z")));
+        for condition in node["status"]["conditions"].as_array().unwrap() {
+            assert_eq!(condition["lastHeartbeatTime"], "2025-01-01T10:05:00Z");
+            assert_eq!(
+                condition["lastTransitionTime"], "2025-01-01T09:00:00Z",
+                "a heartbeat is no transition"
+            );
+        }
+    }
 
     fn node(shape: &NodeShape) -> Value {
         node_object(shape, "10.244.0.1", "v1.31.0")

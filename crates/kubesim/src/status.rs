@@ -215,14 +215,44 @@ pub fn json_response(code: StatusCode, body: &Value) -> Response {
     (
         code,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        to_json(body),
     )
         .into_response()
+}
+
+/// JSON text as the API server's Go encoder writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped (clients that
+/// compare bytes, such as `kubectl rollout undo` with a ControllerRevision's data, rely on it). These characters
+/// only occur inside strings, so escaping them in the text is safe.
+pub fn to_json(value: &Value) -> String {
+    let text = value.to_string();
+    if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for character in text.chars() {
+        match character {
+            '<' => escaped.push_str("\\u003c"),
+            '>' => escaped.push_str("\\u003e"),
+            '&' => escaped.push_str("\\u0026"),
+            '\u{2028}' => escaped.push_str("\\u2028"),
+            '\u{2029}' => escaped.push_str("\\u2029"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_escapes_what_go_escapes() {
+        let value = serde_json::json!({ "command": "a > b && c < d\u{2028}" });
+        let text = to_json(&value);
+        assert_eq!(text, r#"{"command":"a \u003e b \u0026\u0026 c \u003c d\u2028"}"#);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
+    }
     use crate::resources::by_plural;
 
     #[test]

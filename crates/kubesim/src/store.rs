@@ -432,7 +432,12 @@ impl Store {
             "count": 1,
             "firstTimestamp": now,
             "lastTimestamp": now,
-            "source": { "component": component, "host": if component == "kubelet" { Some(crate::NODE_NAME) } else { None } },
+            // Only the kubelet names a host; the field is left out otherwise, as Go's omitempty does.
+            "source": if component == "kubelet" {
+                json!({ "component": component, "host": crate::NODE_NAME })
+            } else {
+                json!({ "component": component })
+            },
             "reportingComponent": component,
             "reportingInstance": "",
         });

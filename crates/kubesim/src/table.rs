@@ -96,6 +96,17 @@ fn columns(kind: &str) -> Vec<Column> {
             ("Roles", "string", 0),
             ("Age", "string", 0),
             ("Version", "string", 0),
+            ("Internal-IP", "string", 1),
+            ("External-IP", "string", 1),
+            ("OS-Image", "string", 1),
+            ("Kernel-Version", "string", 1),
+            ("Container-Runtime", "string", 1),
+        ],
+        "ControllerRevision" => vec![
+            ("Name", "string", 0),
+            ("Controller", "string", 0),
+            ("Revision", "integer", 0),
+            ("Age", "string", 0),
         ],
         "StorageClass" => vec![
             ("Name", "string", 0),
@@ -442,7 +453,40 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
             node_roles(object),
             age(object),
             text(object, "/status/nodeInfo/kubeletVersion").to_string(),
+            or_none(&node_address(object, "InternalIP")),
+            or_none(&node_address(object, "ExternalIP")),
+            text(object, "/status/nodeInfo/osImage").to_string(),
+            text(object, "/status/nodeInfo/kernelVersion").to_string(),
+            text(object, "/status/nodeInfo/containerRuntimeVersion").to_string(),
         ],
+        "ControllerRevision" => {
+            let controller = object
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|owners| owners.iter().find(|owner| owner["controller"] == true))
+                .map(|owner| {
+                    let group = text(owner, "/apiVersion")
+                        .split_once('/')
+                        .map_or("", |(group, _)| group);
+                    let kind = text(owner, "/kind").to_lowercase();
+                    let resource = if group.is_empty() {
+                        kind
+                    } else {
+                        format!("{kind}.{group}")
+                    };
+                    format!("{resource}/{}", text(owner, "/name"))
+                });
+            vec![
+                name,
+                or_none(controller.as_deref().unwrap_or_default()),
+                object
+                    .get("revision")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_default()
+                    .to_string(),
+                age(object),
+            ]
+        }
         "StorageClass" => {
             let default = text(
                 object,
@@ -538,6 +582,17 @@ fn node_status(node: &Value) -> String {
         status.push_str(",SchedulingDisabled");
     }
     status
+}
+
+/// The node's address of this type ("" when it has none).
+fn node_address(node: &Value, type_: &str) -> String {
+    node.pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|address| text(address, "/type") == type_)
+        .map(|address| text(address, "/address").to_string())
+        .unwrap_or_default()
 }
 
 /// The `node-role.kubernetes.io/<role>` labels, or `<none>`.

@@ -921,7 +921,15 @@ impl PodRuntime for FakeNode {
         })
     }
 
-    fn logs(&self, _: &str, pod: &str, container: Option<&str>, previous: bool, tail: Option<usize>) -> Option<String> {
+    fn logs(
+        &self,
+        _: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+        options: &crate::pod_logs::LogOptions,
+    ) -> Option<String> {
+        let tail = options.tail_lines;
         if previous {
             return None;
         }
@@ -973,6 +981,64 @@ async fn running_pod(sim: &Kubesim, client: &kube::Client, name: &str) {
             json!([{ "name": "mysql", "ready": true, "restartCount": 0, "image": "mysql:8.0", "imageID": "", "state": { "running": { "startedAt": "2025-01-01T00:00:00Z" } } }]);
         set_condition(pod, "Ready", "True", None, None);
     });
+}
+
+#[tokio::test]
+async fn log_requests_name_their_container_and_valid_options() {
+    let sim = control_plane();
+    sim.control.attach_runtime(std::sync::Arc::new(FakeNode {
+        echo_port: echo_server().await,
+    }));
+    let client = client(&sim);
+    running_pod(&sim, &client, "mysql-0").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let two: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "two" },
+        "spec": {
+            "containers": [{ "name": "mysql", "image": "mysql:8.0" }, { "name": "metrics", "image": "exporter" }],
+            "initContainers": [{ "name": "init", "image": "busybox" }],
+        },
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &two).await.expect("created");
+
+    // Several containers and none named: the API server's words, init containers listed.
+    let unnamed = api_error(
+        pods.logs("two", &kube::api::LogParams::default())
+            .await
+            .expect_err("a container must be named"),
+    );
+    assert_eq!(unnamed.code, 400);
+    assert_eq!(
+        unnamed.message,
+        "a container name must be specified for pod two, choose one of: [mysql metrics] or one of the init \
+         containers: [init]"
+    );
+    // Options are checked as PodLogOptions.
+    let invalid = api_error(
+        pods.logs(
+            "mysql-0",
+            &kube::api::LogParams {
+                tail_lines: Some(-1),
+                limit_bytes: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("invalid options"),
+    );
+    assert_eq!(invalid.code, 422);
+    assert!(
+        invalid.message.starts_with("PodLogOptions \"mysql-0\" is invalid: [")
+            && invalid
+                .message
+                .contains("tailLines: Invalid value: -1: must be greater than or equal to 0")
+            && invalid
+                .message
+                .contains("limitBytes: Invalid value: 0: must be greater than 0"),
+        "{}",
+        invalid.message
+    );
 }
 
 #[tokio::test]
@@ -1445,4 +1511,198 @@ async fn streaming_lists_end_their_initial_events_with_a_bookmark() {
         "true"
     );
     assert_eq!(lines[4]["object"]["kind"], "Namespace");
+}
+
+#[tokio::test]
+async fn statefulset_revisions_follow_the_template_and_a_rollback_renumbers() {
+    use k8s_openapi::api::apps::v1::ControllerRevision;
+    let sim = control_plane();
+    let client = client(&sim);
+    create_namespace(&client, "database").await;
+    apply_statefulset(&client, 1).await.expect("applied");
+    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), "database");
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), "database");
+    let listed = |revisions: &Api<ControllerRevision>| {
+        let revisions = revisions.clone();
+        async move {
+            let mut listed: Vec<(String, i64)> = revisions
+                .list(&ListParams::default())
+                .await
+                .expect("revisions list")
+                .items
+                .into_iter()
+                .map(|revision| (revision.metadata.name.unwrap_or_default(), revision.revision))
+                .collect();
+            listed.sort_by_key(|(_, number)| *number);
+            listed
+        }
+    };
+
+    let pod = eventually("mysql-0", || sim.store().get("pods", "database", "mysql-0")).await;
+    let first_name = pod["metadata"]["labels"]["controller-revision-hash"]
+        .as_str()
+        .expect("the pod's revision")
+        .to_string();
+    let first: ControllerRevision = revisions.get(&first_name).await.expect("the pod's revision is stored");
+    assert_eq!(first.revision, 1);
+    let owner = &first.metadata.owner_references.as_ref().expect("owned")[0];
+    assert_eq!((owner.kind.as_str(), owner.controller), ("StatefulSet", Some(true)));
+    let labels = first.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("app").map(String::as_str), Some("mysql"));
+    assert_eq!(
+        labels.get("controller.kubernetes.io/hash").map(String::as_str),
+        first_name.strip_prefix("mysql-")
+    );
+    let data = first.data.expect("data").0;
+    assert_eq!(data["spec"]["template"]["$patch"], "replace");
+    assert_eq!(data["spec"]["template"]["spec"]["containers"][0]["image"], "mysql:8.0");
+
+    // A new template: revision 2, the status's update revision.
+    let image =
+        json!({ "spec": { "template": { "spec": { "containers": [{ "name": "mysql", "image": "mysql:8.4" }] } } } });
+    statefulsets
+        .patch("mysql", &PatchParams::default(), &Patch::Strategic(&image))
+        .await
+        .expect("patched");
+    let second = eventually("a second revision", || {
+        let sts = sim.store().get("statefulsets", "database", "mysql")?;
+        let update = sts["status"]["updateRevision"].as_str()?.to_string();
+        (update != first_name).then_some(update)
+    })
+    .await;
+    assert_eq!(
+        listed(&revisions).await,
+        vec![(first_name.clone(), 1), (second.clone(), 2)]
+    );
+
+    // The revision's data patched back (what `kubectl rollout undo` sends): the first revision becomes number 3.
+    let undo = json!({ "spec": { "template": data["spec"]["template"].clone() } });
+    statefulsets
+        .patch("mysql", &PatchParams::default(), &Patch::Strategic(&undo))
+        .await
+        .expect("rolled back");
+    let sts = statefulsets.get("mysql").await.expect("sts");
+    let template = sts.spec.expect("spec").template;
+    assert_eq!(
+        template.spec.expect("pod spec").containers[0].image.as_deref(),
+        Some("mysql:8.0"),
+        "$patch: replace puts the whole template back"
+    );
+    eventually("the first revision renumbered", || {
+        let revision = sim.store().get("controllerrevisions", "database", &first_name)?;
+        (revision["revision"] == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        listed(&revisions).await,
+        vec![(second.clone(), 2), (first_name.clone(), 3)]
+    );
+
+    // revisionHistoryLimit 0: the revision neither a pod nor the status uses goes. mysql-0 still runs the second
+    // template until it is replaced, so both stay for now.
+    let limit = json!({ "spec": { "revisionHistoryLimit": 0 } });
+    statefulsets
+        .patch("mysql", &PatchParams::default(), &Patch::Merge(&limit))
+        .await
+        .expect("limited");
+    make_ready(&sim, "database", "mysql-0");
+    eventually("the old revision pruned once no pod runs it", || {
+        sim.store()
+            .get("controllerrevisions", "database", &second)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(listed(&revisions).await, vec![(first_name, 3)]);
+
+    // The StatefulSet's revisions go with it.
+    statefulsets
+        .delete("mysql", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the revisions collected", || {
+        sim.objects("controllerrevisions", Some("database"))
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn discovery_lists_categories_and_events_k8s_io_shows_core_events() {
+    let sim = control_plane();
+    let client = client(&sim);
+    let (code, core) = raw(&client, "GET", "/api/v1", "application/json", Value::Null).await;
+    assert_eq!(code, 200);
+    let resources = core["resources"].as_array().expect("resources");
+    let names: Vec<&str> = resources.iter().filter_map(|r| r["name"].as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "a real server lists resources by name");
+    let entry = |name: &str| resources.iter().find(|r| r["name"] == name).cloned().expect(name);
+    assert_eq!(entry("pods")["categories"], json!(["all"]));
+    assert_eq!(entry("services")["categories"], json!(["all"]));
+    assert!(entry("configmaps").get("categories").is_none());
+    let (_, apps) = raw(&client, "GET", "/apis/apps/v1", "application/json", Value::Null).await;
+    let statefulsets = apps["resources"]
+        .as_array()
+        .and_then(|list| list.iter().find(|r| r["name"] == "statefulsets"))
+        .cloned()
+        .expect("statefulsets");
+    assert_eq!(statefulsets["categories"], json!(["all"]));
+    let (_, events) = raw(
+        &client,
+        "GET",
+        "/apis/events.k8s.io/v1",
+        "application/json",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(events["resources"][0]["verbs"], json!(["get", "list", "watch"]));
+
+    // A recorded Event, seen through events.k8s.io/v1 with its names there, in a list and a watch.
+    let involved = ObjectRef {
+        kind: "Pod".into(),
+        api_version: "v1".into(),
+        namespace: "default".into(),
+        name: "mysql-0".into(),
+        uid: "u1".into(),
+    };
+    sim.store()
+        .record_event("default", &involved, "Normal", "Started", "Started container mysql");
+    let gvk = GroupVersionKind::gvk("events.k8s.io", "v1", "Event");
+    let (resource, _) = discovery::pinned_kind(&client, &gvk)
+        .await
+        .expect("events.k8s.io is served");
+    let events: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let listed = events.list(&ListParams::default()).await.expect("list");
+    let event = &listed.items[0];
+    assert_eq!(
+        event.types.as_ref().map(|t| t.api_version.as_str()),
+        Some("events.k8s.io/v1")
+    );
+    assert_eq!(event.data["note"], "Started container mysql");
+    assert_eq!(event.data["regarding"]["name"], "mysql-0");
+    assert_eq!(event.data["reportingController"], "kubelet");
+    assert!(event.data.get("message").is_none());
+    let name = event.metadata.name.clone().expect("name");
+    assert_eq!(
+        events.get(&name).await.expect("get").data["note"],
+        "Started container mysql"
+    );
+    let mut watch = events.watch(&WatchParams::default(), "0").await.expect("watch").boxed();
+    match watch.try_next().await.expect("an event") {
+        Some(WatchEvent::Added(object)) => assert_eq!(object.data["reason"], "Started"),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    // Read-only: writes are refused.
+    let (code, _) = raw(
+        &client,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        "application/json",
+        json!({ "metadata": { "name": "x" } }),
+    )
+    .await;
+    assert_eq!(code, 405);
 }

@@ -30,12 +30,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::faults::Faults;
+use crate::pod_logs::{self, Budget, LogOptions};
 use crate::store::{Change, ChangeKind, ObjectRef, Store};
 
 pub use self::netns::NODE_IP;
@@ -290,7 +294,7 @@ impl Node {
         Ok((state, entry))
     }
 
-    /// Container log of the current (or previous) instance; None when there is none.
+    /// Container log of the current (or previous) instance, its last `tail_lines` lines; None when there is none.
     pub fn logs(
         &self,
         namespace: &str,
@@ -299,11 +303,55 @@ impl Node {
         previous: bool,
         tail_lines: Option<usize>,
     ) -> Option<String> {
+        let options = LogOptions {
+            tail_lines,
+            ..LogOptions::default()
+        };
+        self.read_logs(namespace, pod, container, previous, &options)
+    }
+
+    /// Container log of the current (or previous) instance as a log request with `options` sees it.
+    pub fn read_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+        options: &LogOptions,
+    ) -> Option<String> {
         let state = self.inner.find(namespace, pod).ok()?;
         let container = container.map_or_else(|| state.default_container(), str::to_string);
         let path = state.log_path(&container, previous)?;
         let text = std::fs::read_to_string(path).ok()?;
-        Some(logs::tail(&text, tail_lines))
+        Some(Budget::new(options).take(pod_logs::render(&text, options, true)))
+    }
+
+    /// The current instance's log so far, then each new line as it is written, until the instance stops (or the
+    /// byte limit is reached); None when the container has no instance yet.
+    pub fn follow_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        options: LogOptions,
+    ) -> Option<BoxStream<'static, Bytes>> {
+        let state = self.inner.find(namespace, pod).ok()?;
+        let (path, feed) = state.log_feed(container)?;
+        let mut reader = logs::LogReader::new(path);
+        let mut budget = Budget::new(&options);
+        let first = budget.take(pod_logs::render(&reader.read_new(), &options, true));
+        let follow = Follow {
+            reader,
+            feed,
+            options,
+            budget,
+        };
+        let first = futures::stream::iter((!first.is_empty()).then(|| Bytes::from(first)));
+        let rest = futures::stream::unfold(follow, |mut follow| async move {
+            let chunk = follow.next().await?;
+            Some((Bytes::from(chunk), follow))
+        });
+        Some(first.chain(rest).boxed())
     }
 
     /// Kills every process, removes namespaces, links and files. Idempotent; also run on drop.
@@ -314,6 +362,39 @@ impl Node {
     /// What of this node is still on the machine (empty = clean).
     pub fn leftovers(&self) -> Vec<String> {
         self.inner.leftovers()
+    }
+}
+
+/// A followed log after its first part.
+struct Follow {
+    reader: logs::LogReader,
+    /// None once the instance has stopped.
+    feed: Option<tokio::sync::broadcast::Receiver<String>>,
+    options: LogOptions,
+    budget: Budget,
+}
+
+impl Follow {
+    /// The next lines written, None at the end.
+    async fn next(&mut self) -> Option<String> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            if self.budget.exhausted() {
+                return None;
+            }
+            let feed = self.feed.as_mut()?;
+            // A line was written (or many, when lagging): read what the file has now; a closed feed means the
+            // instance stopped, and what it wrote last is read once more.
+            if let Err(RecvError::Closed) = feed.recv().await {
+                self.feed = None;
+            }
+            let chunk = self
+                .budget
+                .take(pod_logs::render(&self.reader.read_new(), &self.options, false));
+            if !chunk.is_empty() {
+                return Some(chunk);
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::logs::{self, LogSink};
@@ -70,6 +71,8 @@ enum Outcome {
 struct InstanceLogs {
     current: Option<PathBuf>,
     previous: Option<PathBuf>,
+    /// The current instance's line feed while it runs (for `kubectl logs -f`).
+    feed: Option<broadcast::WeakSender<String>>,
 }
 
 pub(super) struct PodState {
@@ -189,8 +192,27 @@ impl PodState {
         let InstanceLogs {
             current,
             previous: before,
+            ..
         } = logs.get(container)?;
         if previous { before.clone() } else { current.clone() }
+    }
+
+    /// The current instance's log file and its feed of new lines (None once it has stopped).
+    pub fn log_feed(&self, container: &str) -> Option<(PathBuf, Option<broadcast::Receiver<String>>)> {
+        let logs = lock(&self.logs);
+        let entry = logs.get(container)?;
+        let receiver = entry
+            .feed
+            .as_ref()
+            .and_then(broadcast::WeakSender::upgrade)
+            .map(|sender| sender.subscribe());
+        Some((entry.current.clone()?, receiver))
+    }
+
+    fn attach_log_feed(&self, container: &str, sink: &LogSink) {
+        if let Some(entry) = lock(&self.logs).get_mut(container) {
+            entry.feed = Some(sink.feed());
+        }
     }
 
     fn rotate_log(&self, container: &str, path: PathBuf) {
@@ -201,6 +223,7 @@ impl PodState {
         }
         entry.previous = entry.current.take();
         entry.current = Some(path);
+        entry.feed = None;
     }
 
     pub fn track_exec(&self, pgid: i32) {
@@ -660,7 +683,10 @@ async fn run_container(inner: &Arc<Inner>, pod: &Arc<PodState>, slot: Slot) -> O
         let log_path = logs::instance_path(&pod.dir, &name, instances);
         pod.rotate_log(&name, log_path.clone());
         let sink = match LogSink::create(&log_path) {
-            Ok(sink) => sink,
+            Ok(sink) => {
+                pod.attach_log_feed(&name, &sink);
+                sink
+            }
             Err(error) => {
                 pod.with_container(inner, slot, |record| {
                     record.state = State::waiting("CreateContainerError", Some(error.to_string()))
