@@ -13,6 +13,7 @@ pub mod faults;
 pub mod kubeconfig;
 pub mod managed;
 pub mod node;
+pub mod openapi;
 pub mod proxy;
 pub mod pty;
 pub mod resources;
