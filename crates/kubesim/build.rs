@@ -5,6 +5,10 @@
 //!
 //! Writes `$OUT_DIR/markers.json`: `{"io.k8s.api.core.v1.PodSpec": {"containers": {"patchMergeKey": "name", ...}}}`
 //! with the Rust (snake_case) field names.
+//!
+//! Also writes `$OUT_DIR/protobuf.json`, the protobuf fields of each message from the same sources (the `prost`
+//! attributes: tag, wire type, repeated or map, message type), so the API server can decode the protobuf bodies
+//! kubectl sends: `{"io.k8s.api.core.v1.ConfigMap": {"2": {"field": "data", "kind": "map", "value": "string"}}}`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +21,7 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed={}", source.display());
     let mut markers: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut messages: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut files = Vec::new();
     collect_modules(&source, &mut files);
     files.sort();
@@ -37,7 +42,10 @@ fn main() {
         };
         let text = std::fs::read_to_string(&file).expect("read a k8s-pb module");
         parse_module(&text, &prefix, &mut markers);
+        parse_messages(&text, &package, &mut messages);
     }
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("protobuf.json");
+    std::fs::write(out, serde_json::to_string(&messages).expect("messages as JSON")).expect("write protobuf.json");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("markers.json");
     std::fs::write(out, serde_json::to_string(&markers).expect("markers as JSON")).expect("write markers.json");
 }
@@ -120,4 +128,95 @@ fn parse_module(text: &str, prefix: &str, markers: &mut BTreeMap<String, Map<Str
             pending.clear();
         }
     }
+}
+
+/// The protobuf fields of each top-level struct: `#[prost(...)]` then `pub name: Type,` (the type may span lines).
+fn parse_messages(text: &str, package: &[String], messages: &mut BTreeMap<String, Map<String, Value>>) {
+    let prefix = format!("io.k8s.{}", package.join("."));
+    let mut current: Option<String> = None;
+    let mut attribute: Option<String> = None;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some(rest) = line.strip_prefix("pub struct ") {
+            current = rest.split([' ', '{']).next().map(|name| format!("{prefix}.{name}"));
+        } else if line == "}" {
+            current = None;
+        } else if let Some(rest) = line.strip_prefix("    #[prost(") {
+            attribute = Some(rest.trim_end_matches(")]").to_string());
+        } else if let Some(field) = line.strip_prefix("    pub ") {
+            let mut declaration = field.to_string();
+            while !(declaration.ends_with(',') && declaration.matches('<').count() == declaration.matches('>').count())
+            {
+                match lines.next() {
+                    Some(next) => declaration.push_str(next.trim()),
+                    None => break,
+                }
+            }
+            let (Some(message), Some(attribute)) = (&current, attribute.take()) else {
+                continue;
+            };
+            let (name, rust_type) = declaration.split_once(':').unwrap_or_default();
+            if let Some((tag, spec)) = field_spec(&attribute, rust_type, package) {
+                let mut spec = spec;
+                spec.insert("field".into(), json!(name.trim().trim_start_matches("r#")));
+                messages
+                    .entry(message.clone())
+                    .or_default()
+                    .insert(tag, Value::Object(spec));
+            }
+        }
+    }
+}
+
+/// `(tag, {"kind": "string"|"int32"|...|"message"|"map", "repeated": bool, "type": message, "value": map value})`.
+fn field_spec(attribute: &str, rust_type: &str, package: &[String]) -> Option<(String, Map<String, Value>)> {
+    let parts: Vec<&str> = attribute.split(", ").map(str::trim).collect();
+    let tag = parts
+        .iter()
+        .find_map(|part| part.strip_prefix("tag = \""))?
+        .trim_end_matches('"')
+        .to_string();
+    let mut spec = Map::new();
+    if let Some(map) = attribute.strip_prefix("btree_map = \"") {
+        let value = map.split('"').next()?.split(", ").nth(1)?.to_string();
+        spec.insert("kind".into(), json!("map"));
+        spec.insert("value".into(), json!(value));
+        if value == "message" {
+            spec.insert("type".into(), json!(message_type(rust_type, package)?));
+        }
+        return Some((tag, spec));
+    }
+    let kind = parts.first()?.split(' ').next()?;
+    spec.insert("kind".into(), json!(kind));
+    spec.insert("repeated".into(), json!(parts.contains(&"repeated")));
+    if kind == "message" {
+        spec.insert("type".into(), json!(message_type(rust_type, package)?));
+    }
+    Some((tag, spec))
+}
+
+/// The definition name of a field's message type: `super::super::super::apimachinery::pkg::apis::meta::v1::
+/// ObjectMeta` seen from `api/core/v1` is `io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta`.
+fn message_type(rust_type: &str, package: &[String]) -> Option<String> {
+    let compact: String = rust_type.chars().filter(|c| !c.is_whitespace()).collect();
+    let inner = compact
+        .split(['<', '>', ','])
+        .filter(|part| !part.is_empty())
+        .rfind(|part| {
+            !part.starts_with("::core::")
+                && !part.starts_with("::prost::")
+                && *part != "String"
+                && part
+                    .rsplit("::")
+                    .next()
+                    .is_some_and(|last| last.starts_with(char::is_uppercase))
+        })?;
+    let mut path: Vec<String> = package.to_vec();
+    let mut segments = inner.split("::").peekable();
+    while segments.peek() == Some(&"super") {
+        segments.next();
+        path.pop();
+    }
+    path.extend(segments.map(str::to_string));
+    Some(format!("io.k8s.{}", path.join(".")))
 }

@@ -21,7 +21,7 @@ use crate::resources::{self, GROUPS, RESOURCES, ResourceInfo, SUBRESOURCES, VERB
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Cause, Details, json_response};
 use crate::store::{Change, ChangeKind, StoreError, metadata_mut};
-use crate::{openapi, streams, table};
+use crate::{openapi, protobuf, streams, table};
 
 /// Watches that saw nothing for this long get a BOOKMARK with the current resourceVersion.
 const BOOKMARK_AFTER_QUIET: Duration = Duration::from_secs(5);
@@ -327,11 +327,11 @@ async fn serve_resource(
         (None, &Method::GET) if query.flag("watch") => watch(control, &target, &query),
         (None, &Method::GET) => list(control, &target, &query, table_request(&request, &query)),
         (None, &Method::POST) if target.name.is_none() => {
-            let body = read_json(request).await?;
+            let body = read_object(request, target.info).await?;
             create(control, &target, &query, body, &Writer::update(&manager, false))
         }
         (None | Some("status"), &Method::PUT) => {
-            let body = read_json(request).await?;
+            let body = read_object(request, target.info).await?;
             let status = sub == Some("status");
             replace(
                 control,
@@ -428,17 +428,28 @@ async fn read_body(request: Request) -> Result<Bytes, ApiError> {
         .map_err(|error| ApiError::bad_request(format!("unable to read the request body: {error}")))
 }
 
+/// A create or update body: JSON, or the protobuf encoding kubectl's typed clients send.
+async fn read_object(request: Request, info: &ResourceInfo) -> Result<Value, ApiError> {
+    if content_type(request.headers()) == protobuf::CONTENT_TYPE {
+        let bytes = read_body(request).await?;
+        return protobuf::decode(&bytes, protobuf::definition_of(info).as_deref());
+    }
+    read_json(request).await
+}
+
 async fn read_json(request: Request) -> Result<Value, ApiError> {
     let bytes = read_body(request).await?;
     serde_json::from_slice(&bytes).map_err(|error| {
-        ApiError::bad_request(format!(
-            "the body of the request could not be decoded as JSON: {error} (kubesim accepts JSON bodies only)"
-        ))
+        ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {error}"))
     })
 }
 
 async fn read_json_or_empty(request: Request) -> Result<Value, ApiError> {
+    let protobuf = content_type(request.headers()) == protobuf::CONTENT_TYPE;
     let bytes = read_body(request).await?;
+    if protobuf && !bytes.is_empty() {
+        return protobuf::decode(&bytes, Some("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"));
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }

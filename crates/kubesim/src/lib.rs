@@ -14,6 +14,7 @@ pub mod kubeconfig;
 pub mod managed;
 pub mod node;
 pub mod openapi;
+pub mod protobuf;
 pub mod proxy;
 pub mod pty;
 pub mod resources;

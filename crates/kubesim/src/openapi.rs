@@ -329,10 +329,23 @@ pub fn v3_index() -> Value {
     json!({ "paths": paths })
 }
 
+/// The definition name of a served resource's kind (`io.k8s.api.core.v1.ConfigMap`).
+pub fn definition_name(info: &ResourceInfo) -> Option<String> {
+    kind_of(info).map(|kind| (kind.name)().into_owned())
+}
+
 /// The definition of a served resource's kind.
 fn definition_of(info: &ResourceInfo) -> Option<&'static Value> {
-    let name = (kind_of(info)?.name)();
-    DOCUMENTS.definitions.get(name.as_ref())
+    DOCUMENTS.definitions.get(&definition_name(info)?)
+}
+
+/// The JSON name of the property of `definition` a Rust field (`host_ip`) stands for (`hostIP`).
+pub fn property_name(definition: &str, rust_name: &str) -> Option<String> {
+    DOCUMENTS.definitions.get(definition)?["properties"]
+        .as_object()?
+        .keys()
+        .find(|property| same_field(rust_name, property))
+        .cloned()
 }
 
 /// How an unknown field's path is written: strict decoding (`spec.containers[0].foo`) or server-side apply's
