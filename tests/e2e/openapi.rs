@@ -1,7 +1,7 @@
 //! The real `kubectl` (1.32) against a lab that `lab up` built on kubesim, for what needs the API server's OpenAPI
 //! documents, its field validation, its protobuf decoding and its defaulting: `kubectl explain`, `kubectl apply`
-//! (client-side and server-side) of `lab render` output and of a manifest with a mistake, `kubectl create
-//! configmap|secret|namespace|service`, and the defaults a real server fills in.
+//! (client-side, with strategic merge patches, and server-side) of `lab render` output and of a manifest with a
+//! mistake, `kubectl create configmap|secret|namespace|service`, and the defaults a real server fills in.
 
 use crate::harness::{kubeconfig, kubectl, lab, run_as_user, start_sim};
 
@@ -52,6 +52,37 @@ fn kubectl_explains_validates_applies_and_creates_as_on_a_real_cluster() {
             "{object}: {applied}"
         );
     }
+    // A second port on mysql-primary, then the manifests again: kubectl sends strategic merge patches that
+    // merge the Service's ports by port number, and delete the one no longer applied.
+    let with_port = rendered.replacen(
+        "  name: mysql-primary\n  namespace: database\nspec:\n  ports:\n",
+        "  name: mysql-primary\n  namespace: database\nspec:\n  ports:\n  - name: extra\n    port: 3307\n",
+        1,
+    );
+    assert_ne!(
+        with_port, rendered,
+        "the rendered mysql-primary Service lists its ports"
+    );
+    let ports = || {
+        kubectl(
+            &kc,
+            &[
+                "get",
+                "service",
+                "mysql-primary",
+                "-n",
+                NS,
+                "-o",
+                "jsonpath={.spec.ports[*].port}",
+            ],
+            "",
+        )
+    };
+    kubectl(&kc, &["apply", "-f", "-"], &with_port);
+    assert_eq!(ports(), "3307 3306");
+    kubectl(&kc, &["apply", "-f", "-"], &rendered);
+    assert_eq!(ports(), "3306");
+
     let applied = kubectl(&kc, &["apply", "--server-side", "-f", "-"], &rendered);
     assert!(
         applied.contains("statefulset.apps/mysql serverside-applied"),

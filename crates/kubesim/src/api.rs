@@ -21,7 +21,7 @@ use crate::resources::{self, GROUPS, RESOURCES, ResourceInfo, SUBRESOURCES, VERB
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Cause, Details, json_response};
 use crate::store::{Change, ChangeKind, StoreError, metadata_mut};
-use crate::{openapi, protobuf, streams, table};
+use crate::{openapi, protobuf, strategic, streams, table};
 
 /// Watches that saw nothing for this long get a BOOKMARK with the current resourceVersion.
 const BOOKMARK_AFTER_QUIET: Duration = Duration::from_secs(5);
@@ -956,7 +956,12 @@ fn patch(
                     apply_json_patch(&mut patched, &body)?;
                 } else {
                     check_version_precondition(target, &name, &body, current)?;
-                    merge_patch(&mut patched, &body);
+                    match (content_type, openapi::definition_schema(target.info)) {
+                        ("application/strategic-merge-patch+json", Some(schema)) => {
+                            strategic::apply(&mut patched, &body, schema)?;
+                        }
+                        _ => merge_patch(&mut patched, &body),
+                    }
                 }
                 warnings = check_fields(target.info, &mut patched, query, "")?;
                 Ok(split_status(current, patched, status_only))
@@ -970,7 +975,7 @@ fn patch(
     }
 }
 
-/// RFC 7386 JSON merge patch (strategic merge patches are treated the same: enough for labels and annotations).
+/// RFC 7386 JSON merge patch.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch_fields) = patch else {
         *target = patch.clone();

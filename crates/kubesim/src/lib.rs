@@ -24,6 +24,7 @@ pub mod selectors;
 pub mod spdy;
 pub mod status;
 pub mod store;
+pub mod strategic;
 pub mod streams;
 pub mod table;
 

@@ -335,7 +335,7 @@ pub fn definition_name(info: &ResourceInfo) -> Option<String> {
 }
 
 /// The definition of a served resource's kind.
-fn definition_of(info: &ResourceInfo) -> Option<&'static Value> {
+pub fn definition_schema(info: &ResourceInfo) -> Option<&'static Value> {
     DOCUMENTS.definitions.get(&definition_name(info)?)
 }
 
@@ -368,13 +368,14 @@ pub struct UnknownField {
 /// The fields of `object` its kind's schema does not declare, in document order.
 pub fn unknown_fields(info: &ResourceInfo, object: &Value, style: PathStyle) -> Vec<UnknownField> {
     let mut unknown = Vec::new();
-    if let Some(schema) = definition_of(info) {
+    if let Some(schema) = definition_schema(info) {
         walk(schema, object, ("", ""), style, &mut unknown);
     }
     unknown
 }
 
-fn resolve(schema: &Value) -> &Value {
+/// A schema with its reference followed.
+pub fn resolve(schema: &Value) -> &Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
             let name = reference.rsplit('/').next().unwrap_or_default();
@@ -614,7 +615,7 @@ mod tests {
             );
             assert_eq!(
                 DOCUMENTS.v2["definitions"][name.as_ref()],
-                definition_of(info).cloned().unwrap()
+                definition_schema(info).cloned().unwrap()
             );
         }
         let index = v3_index();
