@@ -21,6 +21,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::api::KUBERNETES_VERSION;
+use crate::protobuf;
 use crate::resources::{RESOURCES, ResourceInfo};
 use crate::status::{ApiError, json_response};
 
@@ -243,6 +244,14 @@ fn rewrite_references(schema: &mut Value, prefix: &str, v3: bool) {
     }
 }
 
+/// The patch types the server takes.
+const PATCH_TYPES: [&str; 4] = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
 /// The collection and item paths of one resource with the operations the server serves. Each operation names its
 /// group-version-kind, and the writes list `dryRun`, `fieldManager` and `fieldValidation` (kubectl looks for the
 /// last in the PATCH operation to decide to leave field validation to the server).
@@ -274,13 +283,37 @@ fn add_paths(paths: &mut Map<String, Value>, info: &ResourceInfo, reference: &st
         }
         parameters.extend(extra.iter().map(|name| query(name)));
         let operation_id = format!("{action}{}", info.kind);
-        json!({
+        let mut operation = json!({
             "operationId": operation_id,
             "parameters": parameters,
             "responses": response,
             "x-kubernetes-action": action,
             "x-kubernetes-group-version-kind": gvk,
-        })
+        });
+        // The bodies a write takes: kubectl apply computes a strategic merge patch from these documents only
+        // when the PATCH operation says it takes one.
+        let media_types: &[&str] = match action {
+            "patch" => &PATCH_TYPES,
+            "post" | "put" => &["application/json", protobuf::CONTENT_TYPE],
+            _ => &[],
+        };
+        if !media_types.is_empty() {
+            if v3 {
+                let body_schema = if action == "patch" {
+                    json!({ "type": "object" })
+                } else {
+                    json!({ "$ref": reference })
+                };
+                let content: Map<String, Value> = media_types
+                    .iter()
+                    .map(|media| (media.to_string(), json!({ "schema": body_schema })))
+                    .collect();
+                operation["requestBody"] = json!({ "content": content, "required": true });
+            } else {
+                operation["consumes"] = json!(media_types);
+            }
+        }
+        operation
     };
     let mut path_parameters = vec![json!({ "name": "name", "in": "path", "required": true })];
     if info.namespaced {
@@ -678,6 +711,8 @@ mod tests {
         assert!(parameters.contains(&"fieldValidation"), "{parameters:?}");
         let namespaces = &v3("api/v1")["paths"]["/api/v1/namespaces/{name}"]["patch"];
         assert_eq!(namespaces["x-kubernetes-action"], "patch");
+        // kubectl apply looks for this content type before it computes a strategic merge patch from the schema.
+        assert!(namespaces["requestBody"]["content"]["application/strategic-merge-patch+json"].is_object());
     }
 
     #[test]
