@@ -186,7 +186,7 @@ async fn dispatch(State(control): State<ControlPlane>, request: Request) -> Resp
         Route::Groups => json_response(StatusCode::OK, &group_list()),
         Route::Group(group) => json_response(StatusCode::OK, &api_group(group)),
         Route::GroupResources(group, version) => json_response(StatusCode::OK, &resource_list(group, version)),
-        Route::OpenApi(path) => crate::openapi::serve(&path, request.headers()),
+        Route::OpenApi(path) => openapi::serve(&path, request.headers()),
         Route::Resource {
             info,
             namespace,
@@ -445,11 +445,7 @@ async fn read_json(request: Request) -> Result<Value, ApiError> {
 }
 
 async fn read_json_or_empty(request: Request) -> Result<Value, ApiError> {
-    let protobuf = content_type(request.headers()) == protobuf::CONTENT_TYPE;
     let bytes = read_body(request).await?;
-    if protobuf && !bytes.is_empty() {
-        return protobuf::decode(&bytes, Some("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"));
-    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
