@@ -34,6 +34,8 @@ pub struct Documents {
     pub v2: Value,
     /// `/openapi/v3/<group-version path>` (`api/v1`, `apis/apps/v1`) to its document.
     pub v3: BTreeMap<String, Value>,
+    /// `/openapi/v3`.
+    pub v3_index: Value,
     /// Every definition, as in the v2 document (references `#/definitions/...`).
     definitions: Map<String, Value>,
 }
@@ -155,9 +157,8 @@ fn add_markers(schema: &mut Value, fields: &Map<String, Value>) {
 }
 
 fn build() -> Documents {
-    let (definitions, served) = definitions(None);
-    let mut v2_definitions = definitions.clone();
-    for schema in v2_definitions.values_mut() {
+    let (mut definitions, served) = definitions(None);
+    for schema in definitions.values_mut() {
         rewrite_references(schema, "#/definitions/", false);
     }
     let mut v2_paths = Map::new();
@@ -168,11 +169,10 @@ fn build() -> Documents {
         "swagger": "2.0",
         "info": { "title": "Kubernetes", "version": kubernetes_version() },
         "paths": v2_paths,
-        "definitions": v2_definitions,
+        "definitions": definitions,
     });
     let mut v3 = BTreeMap::new();
     let mut group_versions: Vec<(&str, &str)> = RESOURCES.iter().map(|info| (info.group, info.version)).collect();
-    group_versions.dedup();
     group_versions.sort_unstable();
     group_versions.dedup();
     for (group, version) in group_versions {
@@ -197,14 +197,12 @@ fn build() -> Documents {
             }),
         );
     }
-    let mut all = definitions;
-    for schema in all.values_mut() {
-        rewrite_references(schema, "#/definitions/", false);
-    }
+    let v3_index = index(&v3);
     Documents {
         v2,
         v3,
-        definitions: all,
+        v3_index,
+        definitions,
     }
 }
 
@@ -348,9 +346,8 @@ fn add_paths(paths: &mut Map<String, Value>, info: &ResourceInfo, reference: &st
 }
 
 /// The `/openapi/v3` index: each group-version's document path with a hash of its content.
-pub fn v3_index() -> Value {
-    let paths: Map<String, Value> = DOCUMENTS
-        .v3
+fn index(documents: &BTreeMap<String, Value>) -> Value {
+    let paths: Map<String, Value> = documents
         .iter()
         .map(|(path, document)| {
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -600,7 +597,7 @@ pub fn serve(path: &str, headers: &HeaderMap) -> Response {
         });
     let document = match path {
         "v2" => Some(DOCUMENTS.v2.clone()),
-        "v3" => Some(v3_index()),
+        "v3" => Some(DOCUMENTS.v3_index.clone()),
         _ => path
             .strip_prefix("v3/")
             .and_then(|group_version| DOCUMENTS.v3.get(group_version))
@@ -651,7 +648,7 @@ mod tests {
                 definition_schema(info).cloned().unwrap()
             );
         }
-        let index = v3_index();
+        let index = &DOCUMENTS.v3_index;
         for path in ["api/v1", "apis/apps/v1", "apis/storage.k8s.io/v1"] {
             let url = index["paths"][path]["serverRelativeURL"].as_str().unwrap();
             assert!(url.starts_with(&format!("/openapi/v3/{path}?hash=")), "{url}");
