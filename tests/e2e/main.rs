@@ -12,6 +12,7 @@ mod interrupt;
 mod kubectl;
 mod kubectl_api;
 mod lifecycle;
+mod openapi;
 mod resume;
 mod services;
 mod sim;

@@ -21,7 +21,7 @@ use crate::resources::{self, GROUPS, RESOURCES, ResourceInfo, SUBRESOURCES};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Cause, Details, json_response};
 use crate::store::{Change, ChangeKind, StoreError, metadata_mut};
-use crate::{streams, table};
+use crate::{openapi, protobuf, strategic, streams, table};
 
 /// Watches that saw nothing for this long get a BOOKMARK with the current resourceVersion.
 const BOOKMARK_AFTER_QUIET: Duration = Duration::from_secs(5);
@@ -86,6 +86,8 @@ enum Route {
     Groups,
     Group(&'static str),
     GroupResources(&'static str, &'static str),
+    /// `/openapi/...`: the path after `openapi/`.
+    OpenApi(String),
     Resource {
         info: &'static ResourceInfo,
         namespace: Option<String>,
@@ -100,6 +102,7 @@ fn route(path: &str) -> Route {
     match segments.as_slice() {
         ["version"] => Route::Version,
         ["healthz" | "readyz" | "livez"] => Route::Health,
+        ["openapi", rest @ ..] => Route::OpenApi(rest.join("/")),
         ["api"] => Route::CoreVersions,
         ["api", "v1"] => Route::CoreResources,
         ["api", "v1", rest @ ..] => resource_route("", "v1", rest),
@@ -183,6 +186,7 @@ async fn dispatch(State(control): State<ControlPlane>, request: Request) -> Resp
         Route::Groups => json_response(StatusCode::OK, &group_list()),
         Route::Group(group) => json_response(StatusCode::OK, &api_group(group)),
         Route::GroupResources(group, version) => json_response(StatusCode::OK, &resource_list(group, version)),
+        Route::OpenApi(path) => openapi::serve(&path, request.headers()),
         Route::Resource {
             info,
             namespace,
@@ -338,13 +342,19 @@ async fn serve_resource(
         (None, &Method::GET) if query.flag("watch") => watch(control, &target, &query),
         (None, &Method::GET) => list(control, &target, &query, table_request(&request, &query)),
         (None, &Method::POST) if target.name.is_none() => {
-            let body = read_json(request).await?;
+            let body = read_object(request, target.info).await?;
             create(control, &target, &query, body, &Writer::update(&manager, false))
         }
         (None | Some("status"), &Method::PUT) => {
-            let body = read_json(request).await?;
+            let body = read_object(request, target.info).await?;
             let status = sub == Some("status");
-            replace(control, &target, status, body, &Writer::update(&manager, status))
+            replace(
+                control,
+                &target,
+                (status, &query),
+                body,
+                &Writer::update(&manager, status),
+            )
         }
         (None | Some("status"), &Method::PATCH) => {
             let content_type = content_type(request.headers());
@@ -433,12 +443,19 @@ async fn read_body(request: Request) -> Result<Bytes, ApiError> {
         .map_err(|error| ApiError::bad_request(format!("unable to read the request body: {error}")))
 }
 
+/// A create or update body: JSON, or the protobuf encoding kubectl's typed clients send.
+async fn read_object(request: Request, info: &ResourceInfo) -> Result<Value, ApiError> {
+    if content_type(request.headers()) == protobuf::CONTENT_TYPE {
+        let bytes = read_body(request).await?;
+        return protobuf::decode(&bytes, protobuf::definition_of(info).as_deref());
+    }
+    read_json(request).await
+}
+
 async fn read_json(request: Request) -> Result<Value, ApiError> {
     let bytes = read_body(request).await?;
     serde_json::from_slice(&bytes).map_err(|error| {
-        ApiError::bad_request(format!(
-            "the body of the request could not be decoded as JSON: {error} (kubesim accepts JSON bodies only)"
-        ))
+        ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {error}"))
     })
 }
 
@@ -797,10 +814,14 @@ fn create(
         return Err(ApiError::method_not_allowed());
     }
     check_body_identity(target, &mut body, false)?;
+    let warnings = check_fields(target.info, &mut body, query, &openapi::decoding_context(target.info))?;
     strip_server_fields(&mut body);
     record_creation(target, &mut body, writer);
     let created = control.create(target.info, &target.namespace, body, query.dry_run())?;
-    Ok(json_response(StatusCode::CREATED, &created))
+    Ok(openapi::with_warnings(
+        json_response(StatusCode::CREATED, &created),
+        &warnings,
+    ))
 }
 
 /// The resourceVersion precondition a body may carry (`metadata.resourceVersion`).
@@ -814,6 +835,17 @@ fn check_version_precondition(target: &Target, name: &str, body: &Value, current
         }
         _ => Ok(()),
     }
+}
+
+/// Unknown fields under the request's `fieldValidation`: refused (Strict) or dropped, with warnings (Warn).
+fn check_fields(
+    info: &ResourceInfo,
+    object: &mut Value,
+    query: &Query,
+    context: &str,
+) -> Result<Vec<String>, ApiError> {
+    let mode = openapi::FieldValidation::from_query(query.get("fieldValidation"));
+    openapi::check_fields(info, object, mode, context)
 }
 
 /// The managedFields entry of the writer that creates `body`: every field it sets.
@@ -904,11 +936,12 @@ fn split_status(current: &Value, mut desired: Value, status_only: bool) -> Value
 fn replace(
     control: &ControlPlane,
     target: &Target,
-    status_only: bool,
+    (status_only, query): (bool, &Query),
     mut body: Value,
     writer: &Writer,
 ) -> Result<Response, ApiError> {
     check_body_identity(target, &mut body, false)?;
+    let warnings = check_fields(target.info, &mut body, query, &openapi::decoding_context(target.info))?;
     let name = target.name()?.to_string();
     let updated = update_with(control, target, false, (writer, None), |current| {
         check_version_precondition(target, &name, &body, current)?;
@@ -916,7 +949,10 @@ fn replace(
         strip_server_fields(&mut desired);
         Ok(split_status(current, desired, status_only))
     })?;
-    Ok(json_response(StatusCode::OK, &updated))
+    Ok(openapi::with_warnings(
+        json_response(StatusCode::OK, &updated),
+        &warnings,
+    ))
 }
 
 fn patch(
@@ -935,36 +971,38 @@ fn patch(
         }
         "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/json-patch+json" => {
             let json_patch = content_type == "application/json-patch+json";
+            let mut warnings = Vec::new();
             let updated = update_with(control, target, query.dry_run(), (writer, None), |current| {
                 let mut patched = current.clone();
                 if json_patch {
                     apply_json_patch(&mut patched, &body)?;
                 } else {
                     check_version_precondition(target, &name, &body, current)?;
-                    merge_patch(&mut patched, &body);
+                    match (content_type, openapi::definition_schema(target.info)) {
+                        ("application/strategic-merge-patch+json", Some(schema)) => {
+                            strategic::apply(&mut patched, &body, schema)?;
+                        }
+                        _ => merge_patch(&mut patched, &body),
+                    }
                 }
+                warnings = check_fields(target.info, &mut patched, query, "")?;
                 Ok(split_status(current, patched, status_only))
             })?;
-            Ok(json_response(StatusCode::OK, &updated))
+            Ok(openapi::with_warnings(
+                json_response(StatusCode::OK, &updated),
+                &warnings,
+            ))
         }
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
 
-/// RFC 7386 JSON merge patch (strategic merge patches are treated the same: enough for labels and annotations).
+/// RFC 7386 JSON merge patch.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch_fields) = patch else {
         *target = patch.clone();
         return;
     };
-    if patch.get("$patch").and_then(Value::as_str) == Some("replace") {
-        // The strategic merge patch directive: this object replaces the old one whole (`kubectl rollout undo`
-        // sends a revision's template so).
-        let mut replacement = patch_fields.clone();
-        replacement.remove("$patch");
-        *target = Value::Object(replacement);
-        return;
-    }
     if !target.is_object() {
         *target = json!({});
     }
@@ -1165,6 +1203,7 @@ fn apply(
         });
     };
     check_body_identity(target, &mut body, true)?;
+    openapi::check_applied(target.info, target.store_namespace(), &name, &body)?;
     strip_server_fields(&mut body);
     let writer = Writer::apply(&manager, status_only);
     let force = query.flag("force");

@@ -23,9 +23,20 @@ pub fn apply_defaults(resource: &str, object: &mut Value, next_cluster_ip: &mut 
         "pods" => {
             if let Some(spec) = object.get_mut("spec") {
                 default_pod_spec(spec);
+                default_pod_only(spec);
             }
             set_missing(object, &["status", "phase"], json!("Pending"));
-            set_missing(object, &["status", "qosClass"], json!("BestEffort"));
+            let qos_class = object.get("spec").map_or("BestEffort", qos_class);
+            set_missing(object, &["status", "qosClass"], json!(qos_class));
+        }
+        "persistentvolumes" => {
+            set_missing(object, &["spec", "persistentVolumeReclaimPolicy"], json!("Retain"));
+            set_missing(object, &["spec", "volumeMode"], json!("Filesystem"));
+            set_missing(object, &["status", "phase"], json!("Pending"));
+        }
+        "storageclasses" => {
+            set_missing(object, &["reclaimPolicy"], json!("Delete"));
+            set_missing(object, &["volumeBindingMode"], json!("Immediate"));
         }
         "persistentvolumeclaims" => {
             set_missing(object, &["spec", "volumeMode"], json!("Filesystem"));
@@ -39,6 +50,36 @@ pub fn apply_defaults(resource: &str, object: &mut Value, next_cluster_ip: &mut 
 fn default_service(object: &mut Value, next_cluster_ip: &mut dyn FnMut() -> String) {
     set_missing(object, &["spec", "type"], json!("ClusterIP"));
     set_missing(object, &["spec", "sessionAffinity"], json!("None"));
+    if object.pointer("/spec/sessionAffinity") == Some(&json!("ClientIP")) {
+        set_missing(
+            object,
+            &["spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"],
+            json!(10800),
+        );
+    }
+    let service_type = object["spec"]["type"].as_str().unwrap_or_default().to_string();
+    if matches!(service_type.as_str(), "NodePort" | "LoadBalancer") {
+        set_missing(object, &["spec", "externalTrafficPolicy"], json!("Cluster"));
+    }
+    if service_type == "LoadBalancer" {
+        set_missing(object, &["spec", "allocateLoadBalancerNodePorts"], json!(true));
+    }
+    // An ExternalName Service is a DNS alias: no address, no address families, no traffic policy.
+    if service_type != "ExternalName" {
+        default_service_address(object, next_cluster_ip);
+    }
+    if let Some(ports) = object.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for port in ports {
+            set_missing(port, &["protocol"], json!("TCP"));
+            let number = port.get("port").cloned().unwrap_or(Value::Null);
+            set_missing(port, &["targetPort"], number);
+        }
+    }
+    set_missing(object, &["status", "loadBalancer"], json!({}));
+}
+
+/// The ClusterIP (allocated unless the client chose one or `None`), its families and the internal traffic policy.
+fn default_service_address(object: &mut Value, next_cluster_ip: &mut dyn FnMut() -> String) {
     if object
         .pointer("/spec/clusterIP")
         .and_then(Value::as_str)
@@ -51,14 +92,6 @@ fn default_service(object: &mut Value, next_cluster_ip: &mut dyn FnMut() -> Stri
     set_missing(object, &["spec", "ipFamilies"], json!(["IPv4"]));
     set_missing(object, &["spec", "ipFamilyPolicy"], json!("SingleStack"));
     set_missing(object, &["spec", "internalTrafficPolicy"], json!("Cluster"));
-    if let Some(ports) = object.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-        for port in ports {
-            set_missing(port, &["protocol"], json!("TCP"));
-            let number = port.get("port").cloned().unwrap_or(Value::Null);
-            set_missing(port, &["targetPort"], number);
-        }
-    }
-    set_missing(object, &["status", "loadBalancer"], json!({}));
 }
 
 /// `stringData` is write-only: the API server folds it into base64 `data`.
@@ -102,9 +135,107 @@ pub fn default_pod_spec(spec: &mut Value) {
                         set_missing(port, &["protocol"], json!("TCP"));
                     }
                 }
+                for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                    if let Some(probe) = container.get_mut(probe).filter(|probe| probe.is_object()) {
+                        default_probe(probe);
+                    }
+                }
+                if let Some(env) = container.get_mut("env").and_then(Value::as_array_mut) {
+                    for variable in env {
+                        if let Some(field_ref) = variable.pointer_mut("/valueFrom/fieldRef") {
+                            set_missing(field_ref, &["apiVersion"], json!("v1"));
+                        }
+                    }
+                }
             }
         }
     }
+    if let Some(volumes) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        for volume in volumes {
+            default_volume(volume);
+        }
+    }
+}
+
+/// Probe timings and HTTP probe defaults (`SetDefaults_Probe`, `SetDefaults_HTTPGetAction`).
+fn default_probe(probe: &mut Value) {
+    set_missing(probe, &["timeoutSeconds"], json!(1));
+    set_missing(probe, &["periodSeconds"], json!(10));
+    set_missing(probe, &["successThreshold"], json!(1));
+    set_missing(probe, &["failureThreshold"], json!(3));
+    if let Some(http_get) = probe.get_mut("httpGet").filter(|action| action.is_object()) {
+        set_missing(http_get, &["path"], json!("/"));
+        set_missing(http_get, &["scheme"], json!("HTTP"));
+    }
+}
+
+/// Volume sources that project files get mode 0644 (420), downward API fields their API version.
+fn default_volume(volume: &mut Value) {
+    for source in ["secret", "configMap", "projected", "downwardAPI"] {
+        if let Some(source) = volume.get_mut(source).filter(|source| source.is_object()) {
+            set_missing(source, &["defaultMode"], json!(420));
+        }
+    }
+    if let Some(items) = volume.pointer_mut("/downwardAPI/items").and_then(Value::as_array_mut) {
+        for item in items {
+            if let Some(field_ref) = item.get_mut("fieldRef") {
+                set_missing(field_ref, &["apiVersion"], json!("v1"));
+            }
+        }
+    }
+}
+
+/// Defaults of pods that pod templates do not get (`SetDefaults_Pod`): service links on, and requests equal to
+/// the limits where only limits are set.
+fn default_pod_only(spec: &mut Value) {
+    set_missing(spec, &["enableServiceLinks"], json!(true));
+    for list in ["initContainers", "containers"] {
+        for container in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+            let Some(limits) = container
+                .pointer("/resources/limits")
+                .and_then(Value::as_object)
+                .cloned()
+            else {
+                continue;
+            };
+            for (resource, quantity) in limits {
+                set_missing(container, &["resources", "requests", resource.as_str()], quantity);
+            }
+        }
+    }
+}
+
+/// The pod's quality-of-service class from its containers' requests and limits: Guaranteed when every container
+/// limits cpu and memory with requests equal to the limits, BestEffort when none asks for anything, else Burstable.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|list| spec.get(*list).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let resources = |container: &Value, kind: &str| -> serde_json::Map<String, Value> {
+        container
+            .pointer(&format!("/resources/{kind}"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let asks_nothing = containers
+        .iter()
+        .all(|container| resources(container, "requests").is_empty() && resources(container, "limits").is_empty());
+    if asks_nothing {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|container| {
+        let (requests, limits) = (resources(container, "requests"), resources(container, "limits"));
+        ["cpu", "memory"].iter().all(|name| {
+            limits.contains_key(*name)
+                && requests
+                    .get(*name)
+                    .is_none_or(|request| Some(request) == limits.get(*name))
+        })
+    });
+    if guaranteed { "Guaranteed" } else { "Burstable" }
 }
 
 fn image_tag(image: &str) -> &str {
@@ -116,11 +247,23 @@ fn image_tag(image: &str) -> &str {
 fn default_statefulset(object: &mut Value) {
     set_missing(object, &["spec", "replicas"], json!(1));
     set_missing(object, &["spec", "podManagementPolicy"], json!("OrderedReady"));
-    set_missing(
-        object,
-        &["spec", "updateStrategy"],
-        json!({ "type": "RollingUpdate", "rollingUpdate": { "partition": 0 } }),
-    );
+    set_missing(object, &["spec", "updateStrategy", "type"], json!("RollingUpdate"));
+    if object.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate")) {
+        set_missing(
+            object,
+            &["spec", "updateStrategy", "rollingUpdate", "partition"],
+            json!(0),
+        );
+    }
+    // A StatefulSet without labels takes its pod template's.
+    if object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .is_none_or(serde_json::Map::is_empty)
+        && let Some(labels) = object.pointer("/spec/template/metadata/labels").cloned()
+    {
+        object["metadata"]["labels"] = labels;
+    }
     set_missing(object, &["spec", "revisionHistoryLimit"], json!(10));
     set_missing(
         object,
@@ -463,6 +606,146 @@ mod tests {
         let before = secret.clone();
         apply_defaults("secrets", &mut secret, &mut ip);
         assert_eq!(secret, before);
+    }
+
+    fn defaulted(resource: &str, mut object: Value) -> Value {
+        let mut ip = || "10.96.0.10".to_string();
+        apply_defaults(resource, &mut object, &mut ip);
+        let again = object.clone();
+        apply_defaults(resource, &mut object, &mut ip);
+        assert_eq!(object, again, "defaults are idempotent");
+        object
+    }
+
+    // The values of pkg/apis/core/v1/defaults.go and pkg/apis/apps/v1/defaults.go (SetDefaults_Probe,
+    // SetDefaults_HTTPGetAction, SetDefaults_Container, SetDefaults_PodSpec, SetDefaults_StatefulSet).
+    #[test]
+    fn statefulset_templates_get_probe_container_and_strategy_defaults() {
+        let statefulset = defaulted(
+            "statefulsets",
+            json!({
+                "metadata": { "name": "web" },
+                "spec": {
+                    "updateStrategy": { "type": "RollingUpdate" },
+                    "template": {
+                        "metadata": { "labels": { "app": "web" } },
+                        "spec": {
+                            "containers": [{
+                                "name": "web", "image": "nginx",
+                                "readinessProbe": { "httpGet": { "port": 80 }, "periodSeconds": 2 },
+                                "livenessProbe": { "tcpSocket": { "port": 80 }, "failureThreshold": 6 },
+                                "env": [{ "name": "POD", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }],
+                            }],
+                            "volumes": [{ "name": "config", "configMap": { "name": "web" } }],
+                        },
+                    },
+                },
+            }),
+        );
+        let container = &statefulset["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            container["readinessProbe"],
+            json!({
+                "httpGet": { "port": 80, "path": "/", "scheme": "HTTP" },
+                "periodSeconds": 2, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3,
+            })
+        );
+        assert_eq!(
+            container["livenessProbe"],
+            json!({
+                "tcpSocket": { "port": 80 },
+                "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 6,
+            })
+        );
+        assert_eq!(container["imagePullPolicy"], "Always", "no tag means :latest");
+        assert_eq!(container["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(container["terminationMessagePolicy"], "File");
+        assert_eq!(container["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
+        let pod_spec = &statefulset["spec"]["template"]["spec"];
+        assert_eq!(pod_spec["volumes"][0]["configMap"]["defaultMode"], 420);
+        assert_eq!(
+            (
+                &pod_spec["restartPolicy"],
+                &pod_spec["dnsPolicy"],
+                &pod_spec["schedulerName"]
+            ),
+            (&json!("Always"), &json!("ClusterFirst"), &json!("default-scheduler"))
+        );
+        assert_eq!(pod_spec["securityContext"], json!({}));
+        assert!(
+            pod_spec.get("enableServiceLinks").is_none(),
+            "a pod default, not a template one"
+        );
+        assert_eq!(
+            statefulset["spec"]["updateStrategy"],
+            json!({ "type": "RollingUpdate", "rollingUpdate": { "partition": 0 } })
+        );
+        assert_eq!(statefulset["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(statefulset["spec"]["podManagementPolicy"], "OrderedReady");
+        assert_eq!(
+            statefulset["spec"]["persistentVolumeClaimRetentionPolicy"],
+            json!({ "whenDeleted": "Retain", "whenScaled": "Retain" })
+        );
+        assert_eq!(statefulset["metadata"]["labels"], json!({ "app": "web" }));
+
+        let on_delete = defaulted(
+            "statefulsets",
+            json!({ "spec": { "updateStrategy": { "type": "OnDelete" }, "template": { "spec": { "containers": [] } } } }),
+        );
+        assert_eq!(on_delete["spec"]["updateStrategy"], json!({ "type": "OnDelete" }));
+    }
+
+    #[test]
+    fn pods_get_service_links_requests_from_limits_and_their_qos_class() {
+        let pod = |resources: Value| {
+            defaulted(
+                "pods",
+                json!({ "spec": { "containers": [{ "name": "c", "image": "mysql:8.4", "resources": resources }] } }),
+            )
+        };
+        let guaranteed = pod(json!({ "limits": { "cpu": "1", "memory": "1Gi" } }));
+        assert_eq!(guaranteed["spec"]["enableServiceLinks"], true);
+        assert_eq!(guaranteed["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            guaranteed["spec"]["containers"][0]["resources"]["requests"],
+            json!({ "cpu": "1", "memory": "1Gi" })
+        );
+        assert_eq!(guaranteed["status"]["qosClass"], "Guaranteed");
+        assert_eq!(
+            pod(json!({ "requests": { "cpu": "250m" } }))["status"]["qosClass"],
+            "Burstable"
+        );
+        assert_eq!(pod(json!({}))["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn services_get_their_type_s_defaults() {
+        let node_port = defaulted(
+            "services",
+            json!({ "spec": { "type": "NodePort", "sessionAffinity": "ClientIP", "ports": [{ "port": 80 }] } }),
+        );
+        assert_eq!(node_port["spec"]["externalTrafficPolicy"], "Cluster");
+        assert_eq!(
+            node_port["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+            10800
+        );
+        assert_eq!(
+            node_port["spec"]["ports"][0],
+            json!({ "port": 80, "protocol": "TCP", "targetPort": 80 })
+        );
+        let alias = defaulted(
+            "services",
+            json!({ "spec": { "type": "ExternalName", "externalName": "db.example.com" } }),
+        );
+        assert!(alias["spec"].get("clusterIP").is_none(), "{alias}");
+        assert!(alias["spec"].get("internalTrafficPolicy").is_none(), "{alias}");
+        let balanced = defaulted("services", json!({ "spec": { "type": "LoadBalancer" } }));
+        assert_eq!(balanced["spec"]["allocateLoadBalancerNodePorts"], true);
+        let class = defaulted("storageclasses", json!({ "provisioner": "kubesim" }));
+        assert_eq!(
+            (&class["reclaimPolicy"], &class["volumeBindingMode"]),
+            (&json!("Delete"), &json!("Immediate"))
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub mod faults;
 pub mod kubeconfig;
 pub mod managed;
 pub mod node;
+pub mod openapi;
 pub mod pod_logs;
+pub mod protobuf;
 pub mod proxy;
 pub mod pty;
 pub mod resources;
@@ -25,6 +27,7 @@ pub mod selectors;
 pub mod spdy;
 pub mod status;
 pub mod store;
+pub mod strategic;
 pub mod streams;
 pub mod table;
 

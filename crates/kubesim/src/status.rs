@@ -190,6 +190,12 @@ impl ApiError {
         if !details.is_empty() {
             status["details"] = Value::Object(details);
         }
+        if self.reason.is_empty()
+            && let Some(fields) = status.as_object_mut()
+        {
+            // Errors the server has no reason for (a plain error inside it) carry none.
+            fields.remove("reason");
+        }
         status
     }
 }
