@@ -65,8 +65,8 @@ fn kind<T: JsonSchema + Resource>() -> Kind {
 }
 
 /// The k8s-openapi types of the kinds kubesim serves or may serve.
-fn kinds() -> [Kind; 14] {
-    use k8s_openapi::api::{apps, core, events, storage};
+fn kinds() -> [Kind; 15] {
+    use k8s_openapi::api::{apps, coordination, core, events, storage};
     [
         kind::<core::v1::Namespace>(),
         kind::<core::v1::Service>(),
@@ -82,6 +82,7 @@ fn kinds() -> [Kind; 14] {
         kind::<apps::v1::ControllerRevision>(),
         kind::<storage::v1::StorageClass>(),
         kind::<events::v1::Event>(),
+        kind::<coordination::v1::Lease>(),
     ]
 }
 
