@@ -234,6 +234,11 @@ fn the_exercise_loop_missing_rows_by_the_init_script_with_hints_grading_and_the_
         "{}",
         table.stdout
     );
+    // A lab without a replica is refused before anything changes: no exercise is left active there.
+    lab(&kc, &["exercise", "start", "missing-rows", "-n", "student-2"])
+        .assert_code(2)
+        .assert_stderr_contains("needs a replica");
+    assert_eq!(record(&kc, "student-2"), None);
     lab(&kc, &["teardown", "-n", "student-2", "--yes"]).assert_code(0);
 
     // The student fixes it by hand, as the hints say: the script, the rollout, the role labels.

@@ -9,7 +9,8 @@
 //!   `section` it teaches, the `symptom` a user would report (never the cause), and at least three `hints`, each
 //!   more specific than the one before (the last one all but gives the fix).
 //! - `start`: break the lab as a careless person would, through the same objects and servers a person touches
-//!   (edit a StatefulSet, a Service selector, run SQL), never by faking a report. Return once the fault shows.
+//!   (edit a StatefulSet, a Service selector, run SQL), never by faking a report. Return once the fault shows. A
+//!   refusal (a [`UsageError`]: the lab lacks what the exercise needs) must come before any change.
 //! - `goal`: what the user's problem still looks like, as symptoms (empty when it is gone). `check` adds the checks
 //!   of `lab verify`, so the goal only states what those do not.
 //! - `solve`: the fix, idempotent and safe from any state (a `start` interrupted half-way, a student's own partial
@@ -390,7 +391,14 @@ pub async fn start(settings: &Settings, name: &str, runner: &mut Runner<'_>) -> 
     runner
         .reporter()
         .note(&format!("starting exercise {}", exercise.name()));
-    exercise.start(&lab).await?;
+    if let Err(error) = exercise.start(&lab).await {
+        // A refusal (a lab without a replica, say) comes before any change: no exercise is active then. Any other
+        // error may come half-way: the record stays for `reset`.
+        if exit::classify(&error) == ExitStatus::Usage {
+            cluster.delete_config_map(namespace, RECORD).await?;
+        }
+        return Err(error);
+    }
     let started = Started {
         schema_version: EXERCISE_SCHEMA_VERSION,
         namespace: namespace.to_string(),
@@ -474,13 +482,9 @@ pub fn grade_checks(report: &HealthReport, exercise: Option<&str>, goal: &[Strin
     let mut checks: Vec<Graded> = report::testcases(report)
         .into_iter()
         .map(|Testcase { name, failure }| Graded {
+            ok: failure.is_none(),
             symptom: failure.map(|f| symptom_of(&name, &f)),
-            ok: false,
             name,
-        })
-        .map(|g| Graded {
-            ok: g.symptom.is_none(),
-            ..g
         })
         .collect();
     let (name, symptom) = match exercise {
