@@ -99,10 +99,12 @@ pub fn find(name: &str) -> Result<&'static dyn Exercise, UsageError> {
 
 /// `lab exercise list`: one line per exercise.
 pub fn list() -> String {
+    let section = |e: &&dyn Exercise| format!("(section {})", e.section());
     let width = EXERCISES.iter().map(|e| e.name().len()).max().unwrap_or(0);
+    let sections = EXERCISES.iter().map(|e| section(e).len()).max().unwrap_or(0);
     EXERCISES
         .iter()
-        .map(|e| format!("{:width$}  (section {:>4})  {}\n", e.name(), e.section(), e.title()))
+        .map(|e| format!("{:width$}  {:sections$}  {}\n", e.name(), section(e), e.title()))
         .collect()
 }
 

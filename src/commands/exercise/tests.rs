@@ -32,6 +32,12 @@ fn the_list_has_one_line_per_exercise_with_its_section_and_title() {
         first.starts_with("missing-rows    (section 4, 6D)  after a change"),
         "{text}"
     );
+    // The titles start in one column, whatever the sections' widths.
+    let titles: Vec<usize> = text
+        .lines()
+        .map(|l| l.len() - l[l.find(')').expect("a section") + 1..].trim_start().len())
+        .collect();
+    assert!(titles.iter().all(|t| *t == titles[0]), "{text}");
     assert_eq!(list_json()[0]["name"], "missing-rows");
 }
 
