@@ -32,6 +32,17 @@ pub fn rolled_out(set: &StatefulSet) -> bool {
         && status.replicas == wanted
 }
 
+/// Pure: whether every pod runs the StatefulSet's current template (its revision is the current one). Unlike
+/// [`rolled_out`], pods still to be created or to become ready do not count: a scale-up is not a template change.
+pub fn template_rolled_out(set: &StatefulSet) -> bool {
+    let Some(status) = &set.status else {
+        return false;
+    };
+    status.observed_generation.unwrap_or(0) >= set.metadata.generation.unwrap_or(0)
+        && status.update_revision.is_some()
+        && status.update_revision == status.current_revision
+}
+
 impl Cluster {
     /// The `data` of a ConfigMap; `None` when it does not exist.
     pub async fn config_map(
@@ -196,6 +207,27 @@ impl Cluster {
     /// Waits, on a watch, until the StatefulSet has rolled every pod onto its current template and they are ready
     /// (`kubectl rollout status statefulset NAME`).
     pub async fn wait_rolled_out(&self, namespace: &str, name: &str, deadline: Instant) -> Result<(), ClusterError> {
+        self.wait_statefulset(namespace, name, deadline, rolled_out).await
+    }
+
+    /// Waits, on a watch, until every pod of the StatefulSet runs its current template ([`template_rolled_out`]).
+    pub async fn wait_template_rolled_out(
+        &self,
+        namespace: &str,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<(), ClusterError> {
+        self.wait_statefulset(namespace, name, deadline, template_rolled_out)
+            .await
+    }
+
+    async fn wait_statefulset(
+        &self,
+        namespace: &str,
+        name: &str,
+        deadline: Instant,
+        done: fn(&StatefulSet) -> bool,
+    ) -> Result<(), ClusterError> {
         let started = Instant::now();
         let api = Api::<StatefulSet>::namespaced(self.client.clone(), namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
@@ -211,7 +243,7 @@ impl Cluster {
                         continue;
                     }
                 };
-                if rolled_out(&set) {
+                if done(&set) {
                     return;
                 }
                 let status = set.status.clone().unwrap_or_default();
@@ -305,5 +337,18 @@ mod tests {
         let mut no_status = set(1, json!({"replicas": 0}));
         no_status.status = None;
         assert!(!rolled_out(&no_status));
+        assert!(!template_rolled_out(&no_status));
+    }
+
+    #[test]
+    fn a_template_is_rolled_out_when_no_pod_runs_an_older_revision_whatever_the_pod_count() {
+        let scaling_up = json!({"observedGeneration": 2, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1,
+                                "currentRevision": "mysql-a", "updateRevision": "mysql-a"});
+        assert!(template_rolled_out(&set(2, scaling_up.clone())));
+        assert!(!rolled_out(&set(2, scaling_up)), "a pod is still to come");
+        let rolling = json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 1,
+                             "currentRevision": "mysql-a", "updateRevision": "mysql-b"});
+        assert!(!template_rolled_out(&set(2, rolling.clone())));
+        assert!(!template_rolled_out(&set(3, rolling)), "the change is not seen yet");
     }
 }

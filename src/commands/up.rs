@@ -120,6 +120,16 @@ pub async fn run(
     runner
         .run("apply manifests", async {
             let applied = cluster.apply(namespace, &objects).await?;
+            // A changed pod template replaces the pods one by one: the steps below must meet the new pods, not
+            // ones about to be replaced (after a `kubectl edit` of the init script, say).
+            if applied
+                .iter()
+                .any(|a| a.kind == "StatefulSet" && a.changed && !a.created)
+            {
+                cluster
+                    .wait_template_rolled_out(namespace, STATEFULSET, deadline)
+                    .await?;
+            }
             let changed: Vec<String> = applied
                 .iter()
                 .filter(|a| a.changed)

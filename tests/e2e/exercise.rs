@@ -284,3 +284,205 @@ fn the_exercise_loop_missing_rows_by_the_init_script_with_hints_grading_and_the_
         "edit statefulset mysql",
     );
 }
+
+/// `statement` run from the client pod through `service` as root, as an application would connect: the client's
+/// output, or its error text.
+fn through_service(kc: &Path, namespace: &str, service: &str, statement: &str) -> Result<String, String> {
+    let (code, out, err) = crate::harness::run_as_user(
+        kc,
+        "kubectl",
+        &[
+            "exec",
+            "mysql-client",
+            "-n",
+            namespace,
+            "--",
+            "mariadb",
+            "-h",
+            service,
+            "-uroot",
+            "-proot",
+            "-N",
+            "-B",
+            "-e",
+            statement,
+        ],
+        "",
+    );
+    if code == 0 { Ok(out) } else { Err(err) }
+}
+
+#[test]
+fn exercise_replica_reads_the_primary_behind_mysql_replicas() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    let ns = "student-2";
+    lab(&kc, &["up", "-n", ns]).assert_code(0);
+    let check = run_exercise(
+        &kc,
+        ns,
+        "replica-reads",
+        "reads from mysql-replicas sometimes return rows the replica should not have",
+        "kubectl -n student-2 set selector service mysql-replicas app=mysql,lab.dev/role=replica",
+    );
+    assert!(
+        check["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "Service mysql-replicas routes correctly" && c["ok"] == false),
+        "{check:#}"
+    );
+    // The fault as a user meets it: some connections through mysql-replicas reach the primary (server_id 1).
+    lab(&kc, &["exercise", "start", "replica-reads", "-n", ns]).assert_code(0);
+    let selector = kubectl(
+        &kc,
+        &[
+            "get",
+            "service",
+            "mysql-replicas",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.selector}",
+        ],
+        "",
+    );
+    assert_eq!(selector, r#"{"app":"mysql"}"#, "the tutorial's selector");
+    let ids: Vec<String> = (0..12)
+        .map(|_| through_service(&kc, ns, "mysql-replicas", "SELECT @@server_id").expect("connects"))
+        .map(|out| out.trim().to_string())
+        .collect();
+    assert!(ids.iter().any(|id| id == "1"), "the primary answers: {ids:?}");
+    lab(&kc, &["exercise", "solve", "-n", ns]).assert_code(0);
+    let ids: Vec<String> = (0..12)
+        .map(|_| through_service(&kc, ns, "mysql-replicas", "SELECT @@server_id").expect("connects"))
+        .map(|out| out.trim().to_string())
+        .collect();
+    assert!(ids.iter().all(|id| id == "2"), "only the replica answers: {ids:?}");
+    lab(&kc, &["exercise", "reset", "-n", ns]).assert_code(0);
+}
+
+#[test]
+fn exercise_refused_writes_mysql_primary_selecting_a_replica() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    let ns = "student-3";
+    lab(&kc, &["up", "-n", ns]).assert_code(0);
+    run_exercise(
+        &kc,
+        ns,
+        "refused-writes",
+        "every write through mysql-primary fails with error 1290",
+        "kubectl -n student-3 set selector service mysql-primary statefulset.kubernetes.io/pod-name=mysql-0",
+    );
+    // The fault as the application meets it: reads work, writes through mysql-primary are refused with 1290.
+    let started = lab(&kc, &["exercise", "start", "refused-writes", "-n", ns]);
+    started.assert_code(0);
+    assert!(started.stdout.contains("ERROR 1290"), "{}", started.stdout);
+    assert_eq!(
+        through_service(&kc, ns, "mysql-primary", "SELECT @@server_id").map(|o| o.trim().to_string()),
+        Ok("2".to_string())
+    );
+    let refused = through_service(&kc, ns, "mysql-primary", "CREATE TABLE appdb.exercise_t (id INT)");
+    assert!(refused.as_ref().is_err_and(|e| e.contains("ERROR 1290")), "{refused:?}");
+    lab(&kc, &["exercise", "solve", "-n", ns]).assert_code(0);
+    through_service(&kc, ns, "mysql-primary", "CREATE TABLE appdb.exercise_t (id INT)").expect("the write works");
+    lab(&kc, &["exercise", "reset", "-n", ns]).assert_code(0);
+}
+
+#[test]
+fn exercise_stale_reads_a_stopped_sql_thread_and_a_growing_gap() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    let ns = "student-4";
+    lab(&kc, &["up", "-n", ns]).assert_code(0);
+    run_exercise(&kc, ns, "stale-reads", "reads on mysql-1 are stale", "SQL_THREAD");
+    // The fault is a stopped applier with no error: the IO thread runs, the SQL thread does not, and every write
+    // on the primary widens the gap.
+    lab(&kc, &["exercise", "start", "stale-reads", "-n", ns]).assert_code(0);
+    let threads = sql(
+        &sim,
+        ns,
+        "mysql-1",
+        "SELECT (SELECT COUNT(*) FROM information_schema.processlist WHERE command = 'Slave_SQL'), \
+         (SELECT COUNT(*) FROM information_schema.processlist WHERE command = 'Slave_IO')",
+    );
+    assert_eq!(threads.trim(), "0\t1", "SQL thread stopped, IO thread running");
+    let count = |pod: &str| {
+        sql(&sim, ns, pod, "SELECT COUNT(*) FROM appdb.lab_validation")
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let behind = count("mysql-0") - count("mysql-1");
+    assert!(behind >= 5, "the replica misses the rows written since: {behind}");
+    sql(
+        &sim,
+        ns,
+        "mysql-0",
+        "INSERT INTO appdb.lab_validation (marker) VALUES ('one more')",
+    );
+    assert_eq!(
+        count("mysql-0") - count("mysql-1"),
+        behind + 1,
+        "the gap grows with every write"
+    );
+    lab(&kc, &["exercise", "check", "-n", ns]).assert_code(1);
+    lab(&kc, &["exercise", "reset", "-n", ns]).assert_code(0);
+    assert_eq!(count("mysql-0"), count("mysql-1"), "caught up");
+}
+
+#[test]
+fn an_interrupted_start_or_solve_is_repaired_by_reset_or_by_lab_up() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    let ns = "student-5";
+    lab(&kc, &["up", "-n", ns]).assert_code(0);
+    let interrupted = |args: &[&str], at: &str| {
+        crate::harness::lab_with_env(&kc, args, &[("LAB_INTERRUPT_AT", at)])
+            .assert_code(130)
+            .assert_stderr_contains("run `lab exercise reset`");
+    };
+
+    // Interrupted right after the record, before anything was broken: reset ends it.
+    interrupted(
+        &["exercise", "start", "missing-rows", "-n", ns],
+        "exercise start: recorded",
+    );
+    assert_eq!(record(&kc, ns).unwrap()["exercise"], "missing-rows");
+    lab(&kc, &["exercise", "reset", "-n", ns]).assert_code(0);
+    assert_eq!(record(&kc, ns), None);
+
+    // Interrupted with the script edited and the rollout under way: reset undoes it.
+    interrupted(
+        &["exercise", "start", "missing-rows", "-n", ns],
+        "exercise missing-rows: script edited",
+    );
+    lab(&kc, &["exercise", "reset", "-n", ns]).assert_code(0);
+    lab(&kc, &["verify", "-n", ns]).assert_code(0);
+    assert_eq!(sql(&sim, ns, "mysql-1", "SELECT @@server_id").trim(), "2");
+
+    // The same, repaired by `lab up` once the pods run the edited script: it puts the script back, waits for the
+    // pods to roll onto it (checking a pod about to be replaced would fail), and they replicate again.
+    interrupted(
+        &["exercise", "start", "missing-rows", "-n", ns],
+        "exercise missing-rows: script edited",
+    );
+    kubectl(
+        &kc,
+        &["rollout", "status", "statefulset", "mysql", "-n", ns, "--timeout=120s"],
+        "",
+    );
+    lab(&kc, &["up", "-n", ns]).assert_code(0);
+    lab(&kc, &["verify", "-n", ns]).assert_code(0);
+    assert_eq!(sql(&sim, ns, "mysql-1", "SELECT @@server_id").trim(), "2");
+    lab(&kc, &["exercise", "reset", "-n", ns]).assert_code(0);
+
+    // A solve interrupted with the script fixed and the pods still rolling: the next solve finishes it.
+    lab(&kc, &["exercise", "start", "missing-rows", "-n", ns]).assert_code(0);
+    interrupted(&["exercise", "solve", "-n", ns], "exercise missing-rows: script fixed");
+    lab(&kc, &["exercise", "solve", "-n", ns]).assert_code(0);
+    lab(&kc, &["exercise", "reset", "-n", ns]).assert_code(0);
+    lab(&kc, &["verify", "-n", ns]).assert_code(0);
+}

@@ -130,6 +130,7 @@ async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
     lab.cluster
         .set_init_script(lab.namespace, STATEFULSET, INIT_CONTAINER, &broken)
         .await?;
+    crate::interrupt::checkpoint("exercise missing-rows: script edited").await;
     lab.cluster
         .wait_rolled_out(lab.namespace, STATEFULSET, lab.deadline)
         .await?;
@@ -192,6 +193,7 @@ async fn solve(lab: &Lab<'_>) -> anyhow::Result<()> {
         lab.cluster
             .set_init_script(lab.namespace, STATEFULSET, INIT_CONTAINER, &fixed)
             .await?;
+        crate::interrupt::checkpoint("exercise missing-rows: script fixed").await;
     }
     lab.ran(lab.kubectl(&format!("rollout status statefulset {STATEFULSET}")));
     lab.cluster

@@ -392,6 +392,7 @@ pub async fn start(settings: &Settings, name: &str, runner: &mut Runner<'_>) -> 
         let record = active(&cluster, namespace).await?;
         return Err(already_active(namespace, &record).into());
     }
+    crate::interrupt::checkpoint("exercise start: recorded").await;
     let lab = open_lab(settings, &before).await?;
     runner
         .reporter()

@@ -3,8 +3,9 @@
 //! events into the relay log, so the replica looks connected, but nothing is applied: reads there are stale and fall
 //! further behind with every write on the primary. `Seconds_Behind_Master` is NULL while the SQL thread is stopped on
 //! both flavours (MySQL: refman "SHOW REPLICA STATUS", Seconds_Behind_Source; MariaDB: "SHOW SLAVE STATUS"), so
-//! a lag alert on that number stays silent; the statement differs (`STOP REPLICA SQL_THREAD` on MySQL 8.0.22+ and
-//! MariaDB 10.5.1+, `STOP SLAVE SQL_THREAD` before), which the dialect renders.
+//! a lag alert on that number stays silent. The statements differ: MySQL 8.0.22+ takes `START REPLICA SQL_THREAD`
+//! (and 8.4 no longer takes `START SLAVE`), MariaDB and older MySQL `START SLAVE SQL_THREAD`; the dialect renders
+//! the server's own.
 
 use futures::future::BoxFuture;
 
@@ -109,6 +110,19 @@ async fn solve(lab: &Lab<'_>) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fix_is_typed_in_each_servers_own_statement() {
+        use crate::database::{Dialect, parse_version};
+        // MySQL refman "START REPLICA Statement": START REPLICA from 8.0.22; START SLAVE removed in 8.4 (release
+        // notes 8.4.0, "Deprecated and removed features").
+        let mysql = Dialect::for_version(&parse_version("8.4.3").expect("version"));
+        assert_eq!(mysql.start_sql_thread(), "START REPLICA SQL_THREAD");
+        let mysql_80 = Dialect::for_version(&parse_version("8.0.21").expect("version"));
+        assert_eq!(mysql_80.start_sql_thread(), "START SLAVE SQL_THREAD");
+        let mariadb = Dialect::for_version(&parse_version("10.11.19-MariaDB-0+deb12u1-log").expect("version"));
+        assert_eq!(mariadb.start_sql_thread(), "START SLAVE SQL_THREAD");
+    }
 
     #[test]
     fn the_symptom_names_the_replica_and_not_the_thread() {
