@@ -328,6 +328,14 @@ fn after_restart_the_headless_service_renamed_away_from_service_name() {
     );
     lab(&kc, &["exercise", "reset", "-n", ns]).assert_code(0);
 
+    // `lab up` repairs it too: it applies mysql-headless again, and the replica reconnects by itself.
+    start(&kc, ns, "after-restart");
+    lab(&kc, &["up", "-n", ns]).assert_code(0);
+    let check = lab(&kc, &["exercise", "check", "-n", ns, "-o", "json"]);
+    check.assert_code(0);
+    assert_eq!(check.json()["solved"], "yes");
+    lab(&kc, &["exercise", "reset", "-n", ns]).assert_code(0);
+
     start(&kc, ns, "after-restart");
     lab(&kc, &["status", "-n", ns]).assert_code(1);
     reset_and_verify(&kc, ns, "after-restart");
