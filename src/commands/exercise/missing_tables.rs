@@ -32,7 +32,7 @@ use crate::commands::{
 };
 use crate::database::{
     Account, Coordinates, Credentials, Dialect, ReplicaProtection, ReplicaStatus, ReplicationThread, SourceConfig,
-    check_origin_available,
+    ThreadState, check_origin_available,
 };
 use crate::exit::UsageError;
 use crate::secret::SecretString;
@@ -102,11 +102,12 @@ pub fn size_to_restore(recorded: Option<&str>, pods: u32) -> u32 {
         .map_or(pods, |recorded| recorded.max(pods))
 }
 
-/// Pure: whether the replica must be re-seeded: it does not replicate (or reconnects with an error that needs a
-/// person), or it lacks the table the primary has.
+/// Pure: whether the replica must be re-seeded: it is not configured, its SQL thread does not apply (or stopped
+/// on an error), or it lacks the table the primary has. Its IO thread is not looked at: a reconnect (a primary
+/// restart) is no reason to wipe a replica.
 pub fn needs_reseed(status: Option<&ReplicaStatus>, has_table: bool, primary_has_table: bool) -> bool {
-    let replicating = status.is_some_and(|s| s.is_running() && s.last_sql_errno == 0);
-    !replicating || (primary_has_table && !has_table)
+    let applying = status.is_some_and(|s| s.sql_running == ThreadState::Yes && s.last_sql_errno == 0);
+    !applying || (primary_has_table && !has_table)
 }
 
 /// Pure: what a user sees for each replica without the table.
@@ -287,9 +288,13 @@ mod tests {
     use crate::database::parse_replica_status;
 
     fn status(sql: &str, sql_errno: u32) -> ReplicaStatus {
+        status_io("Yes", sql, sql_errno)
+    }
+
+    fn status_io(io: &str, sql: &str, sql_errno: u32) -> ReplicaStatus {
         let column = |k: &str, v: String| (k.to_string(), Some(v));
         parse_replica_status(&[
-            column("Slave_IO_Running", "Yes".into()),
+            column("Slave_IO_Running", io.into()),
             column("Slave_SQL_Running", sql.into()),
             column("Last_SQL_Errno", sql_errno.to_string()),
         ])
@@ -316,6 +321,10 @@ mod tests {
         assert!(
             !needs_reseed(Some(&status("Yes", 0)), false, false),
             "the table was dropped on the primary"
+        );
+        assert!(
+            !needs_reseed(Some(&status_io("Connecting", "Yes", 0)), true, true),
+            "reconnecting after a primary restart"
         );
     }
 
