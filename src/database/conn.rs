@@ -20,6 +20,8 @@ use super::{
     SourceConfig, check_supported, parse_version,
 };
 
+mod exercises;
+
 /// How long one connection attempt may take before it counts as failed and is retried.
 const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between connection attempts, doubled up to [`CONNECT_BACKOFF_MAX`].

@@ -11,6 +11,8 @@ use crate::secret::SecretString;
 
 use super::{Coordinates, Credentials, Flavor, ServerVersion, SourceConfig};
 
+mod exercises;
+
 const SERVER_FACTS_SQL: &str = include_str!("../../sql/00-server-facts.sql");
 const PRIMARY_SETUP_SQL: &str = include_str!("../../sql/01-primary-setup.sql");
 const REPLICA_SETUP_SQL: &str = include_str!("../../sql/02-replica-setup.sql");

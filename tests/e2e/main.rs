@@ -5,6 +5,7 @@
 mod demo;
 mod dns;
 mod exercise;
+mod exercise_more;
 mod faults;
 mod grading;
 mod harness;

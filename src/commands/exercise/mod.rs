@@ -31,8 +31,12 @@
 //! `start` interrupted at any point leaves a record that `reset` reads; `reset` deletes it last, after the lab is
 //! proven healthy, so a `reset` interrupted at any point can be run again.
 
+mod after_restart;
 mod missing_rows;
+mod missing_tables;
+mod never_connects;
 mod refused_writes;
+mod replica_errors;
 mod replica_reads;
 mod stale_reads;
 
@@ -85,6 +89,9 @@ pub const EXERCISES: &[&dyn Exercise] = &[
     &replica_reads::ReplicaReads,
     &refused_writes::RefusedWrites,
     &stale_reads::StaleReads,
+    &missing_tables::MissingTables,
+    &never_connects::NeverConnects,
+    &after_restart::AfterRestart,
 ];
 
 /// The exercise called `name`, or a usage error listing the ones there are.
