@@ -5,6 +5,7 @@ pub mod demo;
 pub mod inspect;
 pub mod list;
 pub mod render;
+pub mod repair;
 pub mod sim;
 pub mod status;
 pub mod teardown;
