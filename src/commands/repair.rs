@@ -371,6 +371,7 @@ async fn reseed(
     let databases = runner
         .run(&format!("{pod}: copy"), async {
             let copied = copy(cluster, namespace, &mut snapshot, &mut replica, &access).await?;
+            ensure_probe_account(cluster, namespace, &mut replica, &access, &accounts.probe).await?;
             let summary: Vec<String> = copied
                 .iter()
                 .map(|d| format!("{} ({} tables, {} rows)", d.name, d.tables, d.rows))
@@ -523,6 +524,45 @@ async fn copy(
         copied.push(copy);
     }
     Ok(copied)
+}
+
+/// The probe account `lab verify` logs in with on replicas: created on the primary after `USE appdb`, it reaches a
+/// replica through replication, which a replica added after the primary purged that binlog never got.
+async fn ensure_probe_account(
+    cluster: &Cluster,
+    namespace: &str,
+    replica: &mut Session,
+    access: &SeedAccess,
+    probe: &Credentials,
+) -> anyhow::Result<()> {
+    match access {
+        SeedAccess::Tcp(_) => replica.db.ensure_probe_user_locally(probe).await?,
+        SeedAccess::Socket => {
+            let statements: Vec<String> = replica
+                .db
+                .dialect()
+                .probe_user(probe)
+                .iter()
+                .map(|s| s.text().to_string())
+                .collect();
+            load_through_socket(cluster, namespace, &replica.pod, &statements)
+                .await
+                .map_err(|error| anyhow::anyhow!("{}", withhold(&format!("{error:#}"), &probe.password)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Pure: `text` with the password (as typed and as quoted in SQL) replaced by `******`: the client's errors may
+/// quote the statement that carried it.
+pub fn withhold(text: &str, password: &SecretString) -> String {
+    let secret = password.expose();
+    if secret.is_empty() {
+        return text.to_string();
+    }
+    let quoted = crate::database::quote_literal(secret);
+    text.replace(&quoted[1..quoted.len() - 1], "******")
+        .replace(secret, "******")
 }
 
 /// The pod's own client as the server's OS user, on the Unix socket (unix_socket authentication, no password).
@@ -759,6 +799,16 @@ mod tests {
         assert!(!is_interrupted(Some(&done)));
         assert!(!is_interrupted(None));
         assert!(!is_interrupted(Some("garbage")));
+    }
+
+    #[test]
+    fn a_password_in_the_socket_client_s_error_is_withheld() {
+        let password = SecretString::new("p'w");
+        assert_eq!(
+            withhold("ERROR 1064 near 'IDENTIFIED BY 'p''w'' at line 3", &password),
+            "ERROR 1064 near 'IDENTIFIED BY '******'' at line 3"
+        );
+        assert_eq!(withhold("it was p'w", &password), "it was ******");
     }
 
     #[test]

@@ -561,7 +561,7 @@ impl Db {
         }
     }
 
-    fn remember(&mut self, secret: &SecretString) {
+    pub(super) fn remember(&mut self, secret: &SecretString) {
         if !self.secrets.contains(secret) {
             self.secrets.push(secret.clone());
         }

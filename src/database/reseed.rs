@@ -11,7 +11,7 @@ use mysql_async::{Row, Value};
 
 use super::dialect::{SeedAccess, SnapshotCoordinates, Statement};
 use super::error::statement_fix;
-use super::{Coordinates, Db, DbError};
+use super::{Coordinates, Credentials, Db, DbError};
 
 /// Rows per `INSERT` of the copy, and the most text one `INSERT` carries (well under the 16 MiB `max_allowed_packet`
 /// of both flavours' defaults, 64 MiB on MySQL 8).
@@ -219,6 +219,23 @@ impl Db {
         }
         // The session is reused (the round trip, the protection): its defaults come back.
         self.change_user_for_load().await
+    }
+
+    /// On a replica reached over TCP: the probe account `lab verify` logs in with, not binlogged. A replica
+    /// re-seeded from a snapshot may never have received it through replication (its binlog was purged).
+    pub async fn ensure_probe_user_locally(&mut self, probe: &Credentials) -> Result<(), DbError> {
+        self.remember(&probe.password);
+        let what = "creating the probe account on the replica";
+        self.run(what, &Statement::plain(LOAD_PROLOGUE[2].to_string())).await?;
+        let mut result = Ok(());
+        for statement in self.dialect.probe_user(probe) {
+            result = self.run(what, &statement).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        self.change_user_for_load().await?;
+        result
     }
 
     /// MariaDB before 12.0: whether the replica has the socket-only account `'mysql'@'localhost'`.
