@@ -34,7 +34,7 @@ pub struct GlobalArgs {
     #[arg(short = 'n', long, global = true, value_name = "NAME")]
     pub namespace: Option<String>,
 
-    /// Run `status` or `verify` on every lab on the cluster (every namespace labelled
+    /// Run `status`, `verify` or `exercise check` on every lab on the cluster (every namespace labelled
     /// app.kubernetes.io/managed-by=lab): one row, report or JUnit testsuite per namespace.
     #[arg(short = 'A', long, global = true, conflicts_with = "namespace")]
     pub all_namespaces: bool,
@@ -58,7 +58,7 @@ pub enum OutputFormat {
     Human,
     /// The health report as JSON, for scripts and grading.
     Json,
-    /// The checks as JUnit XML, one testcase per check, for CI pipelines (`verify` and `status`).
+    /// The checks as JUnit XML, one testcase per check, for CI pipelines (`verify`, `status`, `exercise check`).
     Junit,
 }
 
@@ -82,6 +82,8 @@ pub enum Command {
     Sim(SimArgs),
     /// Show one of the tutorial's behaviours live on a running lab, narrated for a class (`lab demo list`).
     Demo(DemoArgs),
+    /// Break the lab on purpose, let a student find and fix it, and grade it (`lab exercise list`).
+    Exercise(ExerciseArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -102,6 +104,7 @@ impl Command {
             Command::Render(_) => "render",
             Command::Sim(_) => "sim",
             Command::Demo(_) => "demo",
+            Command::Exercise(_) => "exercise",
             Command::Completions { .. } => "completions",
         }
     }
@@ -185,6 +188,32 @@ pub struct RepairArgs {
     /// diverged].
     #[arg(value_name = "POD")]
     pub pod: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExerciseArgs {
+    #[command(subcommand)]
+    pub action: ExerciseAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ExerciseAction {
+    /// List the exercises: name, one-line title, tutorial section.
+    List,
+    /// Break a working lab as the fault happens in the field and print what a user would report.
+    Start {
+        /// The exercise (`lab exercise list`).
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Run the checks of `lab verify` and the exercise's goal; exit 0 once it is fixed (-A: every lab).
+    Check,
+    /// Give the next, more specific hint.
+    Hint,
+    /// Apply the fix, print the commands it ran, and check.
+    Solve,
+    /// Put the lab back to healthy from any state and end the exercise.
+    Reset,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 pub mod checklist;
 pub mod demo;
+pub mod exercise;
 pub mod inspect;
 pub mod list;
 pub mod render;

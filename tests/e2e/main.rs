@@ -4,6 +4,7 @@
 
 mod demo;
 mod dns;
+mod exercise;
 mod faults;
 mod grading;
 mod harness;
