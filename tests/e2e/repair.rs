@@ -27,12 +27,16 @@ fn socket_sql(kc: &std::path::Path, ns: &str, pod: &str, client: &[&str], query:
     (code, stderr)
 }
 
+/// Row counts and a checksum of every value of the test's tables. (Not CHECKSUM TABLE: on MariaDB 10.11 its result
+/// for a table with a virtual column differed between two servers holding the same rows.)
 fn checksums(sim: &kubesim::Kubesim, ns: &str, pod: &str) -> String {
     sql(
         sim,
         ns,
         pod,
-        "CHECKSUM TABLE appdb.big, appdb.writes, appdb.replication_test",
+        "SELECT COUNT(*), SUM(CRC32(CONCAT_WS('|', id, note, twice))) FROM appdb.big; \
+         SELECT COUNT(*), SUM(CRC32(CONCAT_WS('|', id, n))) FROM appdb.writes; \
+         SELECT COUNT(*), SUM(CRC32(CONCAT_WS('|', id, msg))) FROM appdb.replication_test",
     )
 }
 
