@@ -191,7 +191,6 @@ pub fn assess(status: Option<&ReplicaStatus>, primary_host: &str, interrupted: b
 }
 
 pub async fn run(settings: &Settings, pod: Option<&str>, runner: &mut Runner<'_>) -> anyhow::Result<RepairReport> {
-    let reporter = runner.reporter();
     let deadline = Instant::now() + settings.timeout;
     let namespace = settings.namespace.as_str();
     let cluster = connect_cluster(settings).await?;
@@ -199,10 +198,24 @@ pub async fn run(settings: &Settings, pod: Option<&str>, runner: &mut Runner<'_>
     if let Some(pod) = pod {
         check_target(namespace, pod, pods)?;
     }
+    repair_lab(&cluster, namespace, pods, &accounts, pod, deadline, runner).await
+}
+
+/// Re-seeds `pod`, or every replica that needs it (see [`assess`]), in a lab of `pods` pods.
+pub async fn repair_lab(
+    cluster: &Cluster,
+    namespace: &str,
+    pods: u32,
+    accounts: &Accounts,
+    pod: Option<&str>,
+    deadline: Instant,
+    runner: &mut Runner<'_>,
+) -> anyhow::Result<RepairReport> {
+    let reporter = runner.reporter();
     let mut primary = runner
         .run(
             "wait for mysql-0",
-            wait_for_database(&cluster, namespace, PRIMARY_POD, &accounts.root, deadline, reporter),
+            wait_for_database(cluster, namespace, PRIMARY_POD, &accounts.root, deadline, reporter),
         )
         .await?;
     let host = primary_host(namespace);
@@ -217,7 +230,7 @@ pub async fn run(settings: &Settings, pod: Option<&str>, runner: &mut Runner<'_>
         let mut replica = runner
             .run(
                 &format!("wait for {candidate}"),
-                wait_for_database(&cluster, namespace, &candidate, &accounts.root, deadline, reporter),
+                wait_for_database(cluster, namespace, &candidate, &accounts.root, deadline, reporter),
             )
             .await?;
         let mark = cluster
@@ -241,12 +254,12 @@ pub async fn run(settings: &Settings, pod: Option<&str>, runner: &mut Runner<'_>
     let mut repaired = Vec::new();
     for (replica, reason) in targets {
         let outcome = reseed(
-            &cluster,
+            cluster,
             namespace,
             &mut primary,
             replica,
             reason,
-            &accounts,
+            accounts,
             deadline,
             runner,
         )
@@ -566,7 +579,7 @@ pub fn withhold(text: &str, password: &SecretString) -> String {
 }
 
 /// The pod's own client as the server's OS user, on the Unix socket (unix_socket authentication, no password).
-const SOCKET_CLIENT: [&str; 9] = [
+pub const SOCKET_CLIENT: [&str; 9] = [
     "setpriv",
     "--reuid=mysql",
     "--regid=mysql",

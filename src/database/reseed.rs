@@ -238,6 +238,18 @@ impl Db {
         result
     }
 
+    /// `CHECKSUM TABLE` of one table: equal on two servers when they hold the same rows. `None` when the table
+    /// does not exist.
+    pub async fn table_checksum(&mut self, database: &str, table: &str) -> Result<Option<String>, DbError> {
+        let statement = Statement::plain(format!(
+            "CHECKSUM TABLE {}.{}",
+            quote_identifier(database),
+            quote_identifier(table)
+        ));
+        let rows = self.rows("comparing a table", &statement).await?;
+        Ok(rows.first().and_then(|row| row.get(1)).and_then(|(_, v)| v.clone()))
+    }
+
     /// MariaDB before 12.0: whether the replica has the socket-only account `'mysql'@'localhost'`.
     pub async fn has_socket_admin(&mut self) -> Result<bool, DbError> {
         let statement = self.dialect.socket_admin_exists();

@@ -34,6 +34,7 @@ mod missing_rows;
 mod refused_writes;
 mod replica_reads;
 mod stale_reads;
+mod stuck_replica;
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -84,6 +85,7 @@ pub const EXERCISES: &[&dyn Exercise] = &[
     &replica_reads::ReplicaReads,
     &refused_writes::RefusedWrites,
     &stale_reads::StaleReads,
+    &stuck_replica::StuckReplica,
 ];
 
 /// The exercise called `name`, or a usage error listing the ones there are.
