@@ -519,12 +519,14 @@ async fn copy(
             views: 0,
             rows: 0,
         };
+        let mut expected = Vec::new();
         for table in snapshot.db.table_names(&database).await? {
             let table_copy = snapshot.db.copy_table(&database, &table).await?;
             if table_copy.view {
                 copy.views += 1;
             } else {
                 copy.tables += 1;
+                expected.push((table.name.clone(), table_copy.rows));
             }
             copy.rows += table_copy.rows;
             statements.extend(table_copy.statements);
@@ -532,6 +534,11 @@ async fn copy(
         match access {
             SeedAccess::Tcp(_) => replica.db.load(&statements).await?,
             SeedAccess::Socket => load_through_socket(cluster, namespace, &replica.pod, &statements).await?,
+        }
+        // Counted back on the replica: a load cut short at a statement boundary would otherwise go unnoticed.
+        for (table, rows) in &expected {
+            let found = replica.db.row_count(&database, table).await?;
+            check_loaded(&replica.pod, &database, table, *rows, found).map_err(anyhow::Error::msg)?;
         }
         checkpoint("repair: database copied").await;
         copied.push(copy);
@@ -591,14 +598,29 @@ pub const SOCKET_CLIENT: [&str; 9] = [
     "-umysql",
 ];
 
-/// Pure: the script the socket client reads: the load settings, then the statements.
+/// What the socket script prints last: its absence means the client did not read the whole script.
+const LOAD_COMPLETE: &str = "lab-repair-load-complete";
+
+/// Pure: the script the socket client reads: the load settings, the statements, then [`LOAD_COMPLETE`].
 pub fn socket_script(statements: &[String]) -> String {
     crate::database::LOAD_PROLOGUE
         .iter()
         .map(|s| s.to_string())
         .chain(statements.iter().cloned())
+        .chain([format!("SELECT '{LOAD_COMPLETE}'")])
         .map(|s| format!("{s};\n"))
         .collect()
+}
+
+/// Pure: the rows a table has on the replica after the load must be the snapshot's.
+pub fn check_loaded(pod: &str, database: &str, table: &str, expected: u64, found: u64) -> Result<(), String> {
+    if expected == found {
+        return Ok(());
+    }
+    Err(format!(
+        "{pod}: the copy of {database}.{table} has {found} rows, the snapshot {expected}: the load was cut short. The \
+         replica stays marked and stopped; run `lab repair {pod}` again"
+    ))
 }
 
 async fn load_through_socket(
@@ -616,10 +638,14 @@ async fn load_through_socket(
             &socket_script(statements),
         )
         .await?;
-    if !output.success {
+    if !output.success || !output.stdout.contains(LOAD_COMPLETE) {
         anyhow::bail!(
             "{pod}: loading the copy through the socket failed: {}",
-            output.stderr.trim()
+            if output.stderr.trim().is_empty() {
+                "the client stopped before the end of the copy"
+            } else {
+                output.stderr.trim()
+            }
         );
     }
     Ok(())
@@ -825,13 +851,19 @@ mod tests {
     }
 
     #[test]
-    fn the_socket_script_sets_up_the_session_before_the_statements() {
+    fn the_load_is_checked_to_the_end_and_counted_back() {
         let script = socket_script(&["DROP DATABASE IF EXISTS `appdb`".into()]);
         assert_eq!(
             script,
             "SET NAMES utf8mb4;\nSET SESSION time_zone = '+00:00';\nSET SESSION sql_log_bin = 0;\nSET SESSION \
              foreign_key_checks = 0;\nSET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO';\nDROP DATABASE IF EXISTS \
-             `appdb`;\n"
+             `appdb`;\nSELECT 'lab-repair-load-complete';\n"
+        );
+        assert!(check_loaded("mysql-1", "appdb", "t", 500, 500).is_ok());
+        assert_eq!(
+            check_loaded("mysql-1", "appdb", "t", 500, 499).unwrap_err(),
+            "mysql-1: the copy of appdb.t has 499 rows, the snapshot 500: the load was cut short. The replica stays \
+             marked and stopped; run `lab repair mysql-1` again"
         );
         assert_eq!(
             SOCKET_CLIENT[..5],

@@ -238,6 +238,17 @@ impl Db {
         result
     }
 
+    /// `SELECT COUNT(*)` of one table.
+    pub async fn row_count(&mut self, database: &str, table: &str) -> Result<u64, DbError> {
+        let statement = Statement::plain(format!(
+            "SELECT COUNT(*) FROM {}.{}",
+            quote_identifier(database),
+            quote_identifier(table)
+        ));
+        let rows = self.rows("counting the copied rows", &statement).await?;
+        Ok(first_column(&rows).first().and_then(|n| n.parse().ok()).unwrap_or(0))
+    }
+
     /// `CHECKSUM TABLE` of one table: equal on two servers when they hold the same rows. `None` when the table
     /// does not exist.
     pub async fn table_checksum(&mut self, database: &str, table: &str) -> Result<Option<String>, DbError> {

@@ -27,8 +27,7 @@ fn socket_sql(kc: &std::path::Path, ns: &str, pod: &str, client: &[&str], query:
     (code, stderr)
 }
 
-/// Row counts and a checksum of every value of the test's tables. (Not CHECKSUM TABLE: on MariaDB 10.11 its result
-/// for a table with a virtual column differed between two servers holding the same rows.)
+/// Row counts and a checksum of every value of the test's tables, as the values are what must match.
 fn checksums(sim: &kubesim::Kubesim, ns: &str, pod: &str) -> String {
     sql(
         sim,
