@@ -22,6 +22,8 @@ mod adapter_tests;
 #[cfg(test)]
 mod origin_tests;
 #[cfg(test)]
+mod reseed_tests;
+#[cfg(test)]
 mod test_support;
 
 use std::fmt;
