@@ -72,7 +72,7 @@ pub enum Command {
     Status,
     /// List every lab on the cluster: namespace, verdict (as `lab status` gives it), image, pods, exercise.
     List,
-    /// Re-seed a broken or diverged replica from a consistent copy of the primary, without stopping its writes.
+    /// Re-seed a broken or diverged replica from a consistent copy of the primary, without stopping the primary.
     Repair(RepairArgs),
     /// Delete what `lab` created and wait until it is gone.
     Teardown(TeardownArgs),
