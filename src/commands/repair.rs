@@ -333,29 +333,16 @@ async fn reseed(
     let pod = replica.pod.clone();
     let access = replica.db.dialect().seed_access();
 
-    // Checked before anything changes: on MariaDB before 12.0 only the socket account can write on a protected
-    // replica.
+    // Checked before anything else changes: on MariaDB before 12.0 only the socket account can write on a
+    // protected replica.
     runner
         .run(&format!("{pod}: write access"), async {
-            Ok(Step::passed(ensure_access(&mut replica, &access).await?, ()))
+            let detail = ensure_access(cluster, namespace, primary, &mut replica, &access, accounts).await?;
+            Ok(Step::passed(detail, ()))
         })
         .await?;
 
-    let mark = |state, snapshot| {
-        serde_json::to_string(&RepairMark {
-            state,
-            at: jiff::Timestamp::now().to_string(),
-            snapshot,
-        })
-    };
-    cluster
-        .set_pvc_annotation(
-            namespace,
-            &claim(&pod),
-            REPAIR_ANNOTATION,
-            &mark(RepairState::Seeding, None)?,
-        )
-        .await?;
+    set_mark(cluster, namespace, &pod, RepairState::Seeding, None).await?;
     runner
         .run(&format!("{pod}: stop replication"), async {
             replica.db.reset_replica().await?;
@@ -429,14 +416,7 @@ async fn reseed(
         .await?;
     cluster.set_pod_label(namespace, &pod, ROLE_LABEL, "replica").await?;
     if validation.ok {
-        cluster
-            .set_pvc_annotation(
-                namespace,
-                &claim(&pod),
-                REPAIR_ANNOTATION,
-                &mark(RepairState::Done, Some(coordinates.clone()))?,
-            )
-            .await?;
+        set_mark(cluster, namespace, &pod, RepairState::Done, Some(coordinates.clone())).await?;
     }
     let detail = if validation.ok {
         format!("{} written on {PRIMARY_POD} and read back on {pod}", validation.marker)
@@ -470,10 +450,21 @@ async fn reseed(
     })
 }
 
+/// How long replication may take to bring the socket account to a replica that lacks it.
+const ACCOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Makes sure the copy can be written. Socket: the replica must have `'mysql'@'localhost'` (replication brings it
 /// from the primary); a replica without it gets it from root, which can still write where the replica was never
-/// protected (a replica `lab up` could not configure). TCP: root writes after [`crate::database::Db::open_for_seed`].
-async fn ensure_access(replica: &mut Session, access: &SeedAccess) -> anyhow::Result<String> {
+/// protected (a replica `lab up` could not configure), or else through replication (a lab built before `lab up`
+/// created the account). TCP: root writes after [`crate::database::Db::open_for_seed`].
+async fn ensure_access(
+    cluster: &Cluster,
+    namespace: &str,
+    primary: &mut Session,
+    replica: &mut Session,
+    access: &SeedAccess,
+    accounts: &Accounts,
+) -> anyhow::Result<String> {
     match access {
         SeedAccess::Tcp(statement) => Ok(format!(
             "root writes the copy over TCP after `{}`; read_only stays ON for every other account",
@@ -484,18 +475,72 @@ async fn ensure_access(replica: &mut Session, access: &SeedAccess) -> anyhow::Re
         }
         SeedAccess::Socket => match replica.db.create_socket_admin_locally().await {
             Ok(()) => Ok("created 'mysql'@'localhost' (unix_socket) on the replica for the copy".into()),
-            Err(crate::database::DbError::Statement { code: 1290, .. }) => Err(UsageError::new(format!(
-                "{} cannot take a copy: root lost READ_ONLY ADMIN there (lab up's protection) and the replica lacks \
-                 the socket account 'mysql'@'localhost' that replication brings from the primary. Nothing was \
-                 changed. Run `lab up` first (it creates that account on the primary, and replication brings it to \
-                 the replica once its SQL thread runs), or give the replica new, empty data (kubectl delete pvc \
-                 data-{0} and the pod) and run `lab repair {0}`",
-                replica.pod
-            ))
-            .into()),
+            Err(crate::database::DbError::Statement { code: 1290, .. }) => {
+                account_through_replication(cluster, namespace, primary, replica, accounts).await
+            }
             Err(error) => Err(error.into()),
         },
     }
+}
+
+/// MariaDB before 12.0, a protected replica without the socket account (its lab was built before `lab up` created
+/// it): the primary runs the account statements again (as `lab up` does; they change nothing there), and the replica
+/// replicates just those from the position before them, then stops. The replica is marked first: its replication
+/// is changed from here on, and only a finished re-seed may leave it running.
+async fn account_through_replication(
+    cluster: &Cluster,
+    namespace: &str,
+    primary: &mut Session,
+    replica: &mut Session,
+    accounts: &Accounts,
+) -> anyhow::Result<String> {
+    let pod = replica.pod.clone();
+    set_mark(cluster, namespace, &pod, RepairState::Seeding, None).await?;
+    let from = primary.db.capture_coordinates().await?;
+    primary.db.ensure_socket_admin().await?;
+    let to = primary.db.capture_coordinates().await?;
+    replica
+        .db
+        .configure_replica(&SourceConfig {
+            host: primary_host(namespace),
+            port: DATABASE_PORT,
+            credentials: accounts.replication.clone(),
+            origin: from,
+        })
+        .await?;
+    let applied = replica.db.wait_for_coordinates(&to, ACCOUNT_WAIT).await;
+    replica.db.reset_replica().await?;
+    if applied.is_ok() && replica.db.has_socket_admin().await? {
+        return Ok("brought the socket account 'mysql'@'localhost' to the replica through replication".into());
+    }
+    Err(UsageError::new(format!(
+        "{pod} cannot take a copy: root lost READ_ONLY ADMIN there (lab up's protection), and the socket account \
+         'mysql'@'localhost' did not arrive through replication ({}). The replica is marked and its replication \
+         stopped; give it new, empty data (scale the StatefulSet below it, delete PVC data-{pod}, scale back) and run \
+         `lab repair {pod}`",
+        applied
+            .err()
+            .map_or_else(|| "the account is not there".to_string(), |e| e.to_string())
+    ))
+    .into())
+}
+
+async fn set_mark(
+    cluster: &Cluster,
+    namespace: &str,
+    pod: &str,
+    state: RepairState,
+    snapshot: Option<Coordinates>,
+) -> anyhow::Result<()> {
+    let mark = serde_json::to_string(&RepairMark {
+        state,
+        at: jiff::Timestamp::now().to_string(),
+        snapshot,
+    })?;
+    cluster
+        .set_pvc_annotation(namespace, &claim(pod), REPAIR_ANNOTATION, &mark)
+        .await?;
+    Ok(())
 }
 
 /// Replaces each of the primary's databases on the replica with the snapshot's copy.

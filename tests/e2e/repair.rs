@@ -341,3 +341,37 @@ fn an_interrupted_repair_leaves_the_replica_stopped_and_marked_and_the_next_repa
     assert_eq!(sql(&sim, NS, "mysql-1", "SELECT id FROM other.o").trim(), "1");
     lab(&kc, &["up", "-n", NS]).assert_code(0);
 }
+
+#[test]
+fn a_replica_of_a_lab_built_before_the_socket_account_gets_it_through_replication_and_is_reseeded() {
+    const NS: &str = "repair-old-lab";
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    lab(&kc, &["up", "-n", NS]).assert_code(0);
+    // A lab built before `lab up` created the socket account: dropped on the primary after USE appdb, so that the
+    // replica loses it too (verify's round trip comes after the drop).
+    sql(&sim, NS, "mysql-0", "USE appdb; DROP USER 'mysql'@'localhost'");
+    lab(&kc, &["verify", "-n", NS]).assert_code(0);
+    let accounts = "SELECT COUNT(*) FROM mysql.global_priv WHERE User = 'mysql'";
+    assert_eq!(sql(&sim, NS, "mysql-1", accounts).trim(), "0");
+    // A table created without USE appdb is not binlogged, its rows are: the replica stops with 1146.
+    sql(&sim, NS, "mysql-0", "CREATE TABLE appdb.hidden (id INT PRIMARY KEY)");
+    sql(&sim, NS, "mysql-0", "INSERT INTO appdb.hidden VALUES (1), (2)");
+    lab(&kc, &["verify", "-n", NS]).assert_code(1);
+
+    let repair = lab(&kc, &["repair", "-n", NS, "-o", "json"]);
+    repair.assert_code(0);
+    repair.assert_stderr_contains("brought the socket account 'mysql'@'localhost' to the replica through replication");
+    let report = repair.json();
+    assert_eq!(report["repaired"][0]["pod"], "mysql-1", "{report:#}");
+    assert!(
+        report["repaired"][0]["reason"].as_str().unwrap().contains("error 1146"),
+        "{report:#}"
+    );
+    lab(&kc, &["verify", "-n", NS]).assert_code(0);
+    assert_eq!(
+        sql(&sim, NS, "mysql-1", "SELECT COUNT(*) FROM appdb.hidden").trim(),
+        "2"
+    );
+    assert_eq!(sql(&sim, NS, "mysql-1", accounts).trim(), "1");
+}
