@@ -1,6 +1,7 @@
 //! `lab repair [POD]`: re-seeds a broken or diverged replica from the primary without stopping the primary's writes.
 //!
-//! For each replica: check that the copy can be written (before anything changes), mark the replica's claim as being
+//! For each replica: check that the copy can be written (before anything changes; a replica of a lab that predates
+//! the socket account first gets it through replication, marked), mark the replica's claim as being
 //! re-seeded, stop and reset its replication, take a consistent snapshot of the primary together with the binlog
 //! coordinates that match it, replace the replica's copies of the primary's databases with the snapshot's (table by
 //! table, not binlogged), point replication at those coordinates exactly as `lab up` does, wait until it runs,
