@@ -72,6 +72,8 @@ pub enum Command {
     Status,
     /// List every lab on the cluster: namespace, verdict (as `lab status` gives it), image, pods, exercise.
     List,
+    /// Re-seed a broken or diverged replica from a consistent copy of the primary, without stopping the primary.
+    Repair(RepairArgs),
     /// Delete what `lab` created and wait until it is gone.
     Teardown(TeardownArgs),
     /// Print the manifests exactly as `lab up` would apply them (Secrets without their values).
@@ -97,6 +99,7 @@ impl Command {
             Command::Verify => "verify",
             Command::Status => "status",
             Command::List => "list",
+            Command::Repair(_) => "repair",
             Command::Teardown(_) => "teardown",
             Command::Render(_) => "render",
             Command::Sim(_) => "sim",
@@ -177,6 +180,14 @@ pub struct DemoArgs {
     /// Wait for Enter between steps (on a terminal; ignored elsewhere).
     #[arg(long)]
     pub pause: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The replica to re-seed (mysql-1, mysql-2 …) [default: every replica whose replication is broken or
+    /// diverged].
+    #[arg(value_name = "POD")]
+    pub pod: Option<String>,
 }
 
 #[derive(Debug, Args)]

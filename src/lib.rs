@@ -75,6 +75,7 @@ pub async fn run(cli: Cli) -> ExitStatus {
         return ExitStatus::Usage;
     }
     let demo = matches!(cli.command, Command::Demo(_));
+    let repair = matches!(cli.command, Command::Repair(_));
     let exercise = matches!(cli.command, Command::Exercise(_));
     let mut runner = Runner::new(&progress);
     if let Some(checkpoint) = std::env::var_os("LAB_INTERRUPT_AT") {
@@ -90,6 +91,8 @@ pub async fn run(cli: Cli) -> ExitStatus {
             biased;
             _ = interrupt::interrupted() => Err(if demo {
                 DemoInterrupted { repair: commands::demo::repair_command() }.into()
+            } else if repair {
+                commands::repair::RepairInterrupted.into()
             } else if exercise {
                 commands::exercise::ExerciseInterrupted.into()
             } else {
@@ -179,6 +182,14 @@ async fn dispatch(
         Command::Status => {
             let report = commands::status::run(settings, runner).await?;
             Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken, "status"))
+        }
+        Command::Repair(args) => {
+            let report = commands::repair::run(settings, args.pod.as_deref(), runner).await?;
+            match settings.format {
+                Format::Json => print_result(&serde_json::to_string_pretty(&report)?),
+                Format::Table | Format::Junit => print_result(&report.render()),
+            }
+            Ok(report.exit_status())
         }
         Command::Teardown(args) => {
             if !args.yes {

@@ -6,6 +6,7 @@ pub mod exercise;
 pub mod inspect;
 pub mod list;
 pub mod render;
+pub mod repair;
 pub mod sim;
 pub mod status;
 pub mod teardown;

@@ -211,11 +211,12 @@ pub async fn run(
         credentials: accounts.replication.clone(),
         origin: origin.clone(),
     };
+    let replica_pods: Vec<String> = replicas.iter().map(|r| r.pod.clone()).collect();
     runner
-        .run(
-            "configure replicas",
-            configure_replicas(&mut replicas, &source, &primary_logs, deadline),
-        )
+        .run("configure replicas", async {
+            super::repair::refuse_interrupted_repairs(&cluster, namespace, &replica_pods).await?;
+            configure_replicas(&mut replicas, &source, &primary_logs, deadline).await
+        })
         .await?;
 
     runner
@@ -357,6 +358,8 @@ async fn primary_setup(
     primary.db.ensure_appdb().await?;
     checkpoint("primary setup: appdb created").await;
     primary.db.ensure_probe_user(&accounts.probe).await?;
+    // MariaDB before 12.0: the replicas' socket-only account for `lab repair` (it replicates).
+    primary.db.ensure_socket_admin().await?;
     // A replica configured now starts reading at the origin: the primary must still have that binlog (MySQL purges
     // binlogs after 30 days; a primary whose data was re-initialised starts new ones).
     let logs = primary.db.binary_logs().await?;
@@ -462,7 +465,8 @@ async fn configure_replicas(
         let action = replica_action(status.as_ref(), &source.host);
         match action {
             ReplicaAction::Configure => {
-                check_origin_available(PRIMARY_POD, &source.origin, primary_logs)?;
+                check_origin_available(PRIMARY_POD, &source.origin, primary_logs)
+                    .with_context(|| format!("{0}: run `lab repair {0}`", replica.pod))?;
                 replica.db.configure_replica(source).await?
             }
             ReplicaAction::Start => replica.db.start_replication().await?,

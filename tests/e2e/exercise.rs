@@ -491,3 +491,32 @@ fn an_interrupted_start_or_solve_is_repaired_by_reset_or_by_lab_up() {
     lab(&kc, &["exercise", "reset", "-n", ns]).assert_code(0);
     lab(&kc, &["verify", "-n", ns]).assert_code(0);
 }
+
+#[test]
+fn the_exercise_stuck_replica_a_hand_fix_on_a_replica_solved_by_lab_repair() {
+    let sim = start_sim();
+    let kc = kubeconfig(&sim);
+    let ns = "student-stuck";
+    lab(&kc, &["up", "-n", ns]).assert_code(0);
+
+    let check = run_exercise(
+        &kc,
+        ns,
+        "stuck-replica",
+        "new orders written on the primary no longer appear on mysql-1",
+        "lab repair -n student-stuck",
+    );
+    // The symptom, not the cause: the duplicate key shows only in what `lab verify` reports about replication.
+    let goal = check["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "exercise stuck-replica: the user's problem is gone")
+        .expect("the goal is graded");
+    assert!(!goal["symptom"].as_str().unwrap().contains("1062"), "{goal}");
+    // After solve and reset, the replica holds exactly the primary's orders.
+    assert_eq!(
+        sql(&sim, ns, "mysql-1", "CHECKSUM TABLE appdb.exercise_orders"),
+        sql(&sim, ns, "mysql-0", "CHECKSUM TABLE appdb.exercise_orders")
+    );
+}

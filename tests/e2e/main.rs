@@ -12,6 +12,7 @@ mod harness;
 mod interrupt;
 mod kubectl;
 mod lifecycle;
+mod repair;
 mod resume;
 mod services;
 mod sim;

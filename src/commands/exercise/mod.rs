@@ -39,6 +39,7 @@ mod refused_writes;
 mod replica_errors;
 mod replica_reads;
 mod stale_reads;
+mod stuck_replica;
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -92,6 +93,7 @@ pub const EXERCISES: &[&dyn Exercise] = &[
     &missing_tables::MissingTables,
     &never_connects::NeverConnects,
     &after_restart::AfterRestart,
+    &stuck_replica::StuckReplica,
 ];
 
 /// The exercise called `name`, or a usage error listing the ones there are.
