@@ -34,7 +34,7 @@ pub struct GlobalArgs {
     #[arg(short = 'n', long, global = true, value_name = "NAME")]
     pub namespace: Option<String>,
 
-    /// Run `status` or `verify` on every lab on the cluster (every namespace labelled
+    /// Run `status`, `verify` or `exercise check` on every lab on the cluster (every namespace labelled
     /// app.kubernetes.io/managed-by=lab): one row, report or JUnit testsuite per namespace.
     #[arg(short = 'A', long, global = true, conflicts_with = "namespace")]
     pub all_namespaces: bool,
@@ -58,7 +58,7 @@ pub enum OutputFormat {
     Human,
     /// The health report as JSON, for scripts and grading.
     Json,
-    /// The checks as JUnit XML, one testcase per check, for CI pipelines (`verify` and `status`).
+    /// The checks as JUnit XML, one testcase per check, for CI pipelines (`verify`, `status`, `exercise check`).
     Junit,
 }
 
@@ -72,6 +72,8 @@ pub enum Command {
     Status,
     /// List every lab on the cluster: namespace, verdict (as `lab status` gives it), image, pods, exercise.
     List,
+    /// Re-seed a broken or diverged replica from a consistent copy of the primary, without stopping the primary.
+    Repair(RepairArgs),
     /// Delete what `lab` created and wait until it is gone.
     Teardown(TeardownArgs),
     /// Print the manifests exactly as `lab up` would apply them (Secrets without their values).
@@ -80,6 +82,8 @@ pub enum Command {
     Sim(SimArgs),
     /// Show one of the tutorial's behaviours live on a running lab, narrated for a class (`lab demo list`).
     Demo(DemoArgs),
+    /// Break the lab on purpose, let a student find and fix it, and grade it (`lab exercise list`).
+    Exercise(ExerciseArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -95,10 +99,12 @@ impl Command {
             Command::Verify => "verify",
             Command::Status => "status",
             Command::List => "list",
+            Command::Repair(_) => "repair",
             Command::Teardown(_) => "teardown",
             Command::Render(_) => "render",
             Command::Sim(_) => "sim",
             Command::Demo(_) => "demo",
+            Command::Exercise(_) => "exercise",
             Command::Completions { .. } => "completions",
         }
     }
@@ -179,6 +185,40 @@ pub struct DemoArgs {
     /// Wait for Enter between steps (on a terminal; ignored elsewhere).
     #[arg(long)]
     pub pause: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The replica to re-seed (mysql-1, mysql-2 …) [default: every replica whose replication is broken or
+    /// diverged].
+    #[arg(value_name = "POD")]
+    pub pod: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExerciseArgs {
+    #[command(subcommand)]
+    pub action: ExerciseAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ExerciseAction {
+    /// List the exercises: name, one-line title, tutorial section.
+    List,
+    /// Break a working lab as the fault happens in the field and print what a user would report.
+    Start {
+        /// The exercise (`lab exercise list`).
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Run the checks of `lab verify` and the exercise's goal; exit 0 once it is fixed (-A: every lab).
+    Check,
+    /// Give the next, more specific hint.
+    Hint,
+    /// Apply the fix, print the commands it ran, and check.
+    Solve,
+    /// Put the lab back to healthy from any state and end the exercise.
+    Reset,
 }
 
 #[derive(Debug, Args)]

@@ -49,18 +49,27 @@ pub async fn run(cli: Cli) -> ExitStatus {
         );
         return ExitStatus::Usage;
     }
-    if all_namespaces && !matches!(cli.command, Command::Verify | Command::Status | Command::List) {
+    let exercise_check = matches!(
+        &cli.command,
+        Command::Exercise(args) if args.action == cli::ExerciseAction::Check
+    );
+    if all_namespaces && !exercise_check && !matches!(cli.command, Command::Verify | Command::Status | Command::List) {
         print_error(
             &format!(
-                "--all-namespaces is for verify, status and list (which always lists every lab), not {command_name}"
+                "--all-namespaces is for verify, status and list (which always lists every lab), and for `exercise \
+                 check`; not {command_name}"
             ),
             settings.color,
         );
         return ExitStatus::Usage;
     }
-    if settings.format == Format::Junit && !matches!(cli.command, Command::Verify | Command::Status) {
+    if settings.format == Format::Junit && !exercise_check && !matches!(cli.command, Command::Verify | Command::Status)
+    {
         print_error(
-            &format!("-o junit is for the commands that check a lab (verify, status), not {command_name}: use -o json"),
+            &format!(
+                "-o junit is for the commands that check a lab (verify, status), not {command_name}: use -o json \
+                 (`lab exercise check` takes -o junit too)"
+            ),
             settings.color,
         );
         return ExitStatus::Usage;
@@ -71,6 +80,8 @@ pub async fn run(cli: Cli) -> ExitStatus {
         Command::Demo(args) if args.name != "list" => Some(args.name.clone()),
         _ => None,
     };
+    let repair = matches!(cli.command, Command::Repair(_));
+    let exercise = matches!(cli.command, Command::Exercise(_));
     let mut runner = Runner::new(&progress);
     if let Some(checkpoint) = std::env::var_os("LAB_INTERRUPT_AT") {
         interrupt::interrupt_at(&checkpoint.to_string_lossy());
@@ -85,6 +96,10 @@ pub async fn run(cli: Cli) -> ExitStatus {
             biased;
             _ = interrupt::interrupted() => Err(if demo {
                 DemoInterrupted { repair: commands::demo::repair_command() }.into()
+            } else if repair {
+                commands::repair::RepairInterrupted.into()
+            } else if exercise {
+                commands::exercise::ExerciseInterrupted.into()
             } else {
                 Interrupted.into()
             }),
@@ -181,6 +196,14 @@ async fn dispatch(
             let report = commands::status::run(settings, runner).await?;
             Ok(finish(&report, settings, Strictness::FailOnlyWhenBroken, "status"))
         }
+        Command::Repair(args) => {
+            let report = commands::repair::run(settings, args.pod.as_deref(), runner).await?;
+            match settings.format {
+                Format::Json => print_result(&serde_json::to_string_pretty(&report)?),
+                Format::Table | Format::Junit => print_result(&report.render()),
+            }
+            Ok(report.exit_status())
+        }
         Command::Teardown(args) => {
             if !args.yes {
                 confirm_teardown(&settings.namespace, args.keep_data)?;
@@ -221,6 +244,7 @@ async fn dispatch(
             }
             Ok(report.exit_status())
         }
+        Command::Exercise(args) => exercise(args.action, all_namespaces, settings, runner).await,
         Command::Sim(_) => unreachable!("`lab sim` is run by `run`, outside the Ctrl-C select"),
         Command::Completions { shell } => {
             let mut out = Vec::new();
@@ -229,6 +253,34 @@ async fn dispatch(
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// `lab exercise ...`: results on stdout, the exit status each action documents.
+async fn exercise(
+    action: cli::ExerciseAction,
+    all_namespaces: bool,
+    settings: &Settings,
+    runner: &mut Runner<'_>,
+) -> anyhow::Result<ExitStatus> {
+    use cli::ExerciseAction;
+    use commands::exercise;
+    let (text, status) = match action {
+        ExerciseAction::List => (
+            match settings.format {
+                Format::Json => format!("{}\n", serde_json::to_string_pretty(&exercise::list_json())?),
+                Format::Table | Format::Junit => exercise::list(),
+            },
+            ExitStatus::Success,
+        ),
+        ExerciseAction::Start { name } => (exercise::start(settings, &name, runner).await?, ExitStatus::Success),
+        ExerciseAction::Check if all_namespaces => exercise::check_all(settings, runner).await?,
+        ExerciseAction::Check => exercise::check(settings, runner).await?,
+        ExerciseAction::Hint => (exercise::hint(settings).await?, ExitStatus::Success),
+        ExerciseAction::Solve => exercise::solve(settings, runner).await?,
+        ExerciseAction::Reset => (exercise::reset(settings, runner).await?, ExitStatus::Success),
+    };
+    print_result(&text);
+    Ok(status)
 }
 
 /// Which verdicts make a command fail.

@@ -8,6 +8,7 @@ mod apply;
 mod assess;
 mod connect;
 mod error;
+mod exercise;
 mod forward;
 mod lifecycle;
 mod objects;

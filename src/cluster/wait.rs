@@ -213,6 +213,27 @@ impl Cluster {
         .await
     }
 
+    /// Waits until the PersistentVolumeClaim `name` is gone: a StatefulSet scaled up meanwhile would otherwise find
+    /// the terminating claim and its new pod would never be scheduled.
+    pub async fn wait_claim_gone(&self, namespace: &str, name: &str, deadline: Instant) -> Result<(), ClusterError> {
+        let api = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), namespace);
+        self.wait_gone(
+            api,
+            name,
+            None,
+            deadline,
+            format!("PersistentVolumeClaim {namespace}/{name} to be deleted"),
+            |claim| {
+                let phase = claim.status.as_ref().and_then(|s| s.phase.clone());
+                match (&claim.metadata.deletion_timestamp, phase) {
+                    (Some(_), _) => "terminating (a pod still uses it)".to_string(),
+                    (None, phase) => phase.unwrap_or_else(|| "present".to_string()),
+                }
+            },
+        )
+        .await
+    }
+
     /// Waits until none of `pods` (name, uid) exists any more; a pod recreated under the same name with a new uid
     /// counts as gone.
     pub async fn wait_pods_gone(

@@ -37,7 +37,7 @@ pub struct Checks {
 }
 
 /// A marker no earlier run can have written.
-fn new_marker() -> String {
+pub fn new_marker() -> String {
     let now = jiff::Timestamp::now();
     format!("lab-{}-{}", now.as_millisecond(), std::process::id())
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{STATEFULSET, connect_cluster, inspect, status, verify};
+use super::{STATEFULSET, connect_cluster, exercise, inspect, status, verify};
 use crate::exit::{self, ExitStatus};
 use crate::manifests::DATABASE_CONTAINER;
 use crate::plan::{Reporter, Runner};
@@ -55,8 +55,12 @@ pub struct LabRow {
     pub image: Option<String>,
     /// The StatefulSet's replicas (the primary included); `None` when it cannot be read.
     pub pods: Option<u32>,
-    /// The active exercise. Exercises do not exist yet: always `None`, shown as `-`.
+    /// The active exercise (`lab exercise start`), `None` when there is none.
     pub exercise: Option<String>,
+    /// Hints given for it and whether it is solved (`no`, `yes`, `shown` by `lab exercise solve`); `None` without
+    /// an exercise.
+    pub hints: Option<u32>,
+    pub solved: Option<exercise::Solved>,
 }
 
 /// `lab list`: the rendered rows (table or JSON). Exit 0 whatever the verdicts: it is an inventory; `status -A` and
@@ -82,12 +86,15 @@ pub async fn list(settings: &Settings, reporter: &dyn Reporter) -> anyhow::Resul
             .await
             .ok()
             .flatten();
+        let record = exercise::record(&cluster, namespace).await.ok().flatten();
         rows.push(LabRow {
             namespace: report.namespace.clone(),
             verdict: report.verdict,
             image,
             pods,
-            exercise: None,
+            exercise: record.as_ref().map(|r| r.exercise.clone()),
+            hints: record.as_ref().map(|r| r.hints),
+            solved: record.as_ref().map(|r| r.solved),
         });
     }
     Ok(match settings.format {
@@ -207,7 +214,10 @@ pub fn render_list(rows: &[LabRow]) -> String {
                 r.verdict.to_string(),
                 dash(r.image.clone()),
                 dash(r.pods.map(|p| p.to_string())),
-                dash(r.exercise.clone()),
+                dash(r.exercise.as_ref().map(|name| match (r.solved, r.hints) {
+                    (Some(solved), Some(hints)) => format!("{name} (solved: {}, hints: {hints})", solved.as_str()),
+                    _ => name.clone(),
+                })),
             ]
         })
         .collect();
@@ -215,7 +225,7 @@ pub fn render_list(rows: &[LabRow]) -> String {
 }
 
 /// Left-aligned columns, two spaces apart; the last column is not padded.
-fn render_rows(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn render_rows(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -311,14 +321,16 @@ mod tests {
     }
 
     #[test]
-    fn the_list_shows_image_pods_and_a_dash_for_the_exercise() {
+    fn the_list_shows_image_pods_and_the_exercise_with_its_hints_or_a_dash() {
         let rows = [
             LabRow {
                 namespace: "student-1".into(),
                 verdict: Verdict::Healthy,
                 image: Some("mariadb:11.4".into()),
                 pods: Some(2),
-                exercise: None,
+                exercise: Some("missing-rows".into()),
+                hints: Some(2),
+                solved: Some(exercise::Solved::No),
             },
             LabRow {
                 namespace: "s2".into(),
@@ -326,19 +338,21 @@ mod tests {
                 image: None,
                 pods: None,
                 exercise: None,
+                hints: None,
+                solved: None,
             },
         ];
         assert_eq!(
             render_list(&rows),
             "NAMESPACE  VERDICT  IMAGE         PODS  EXERCISE\n\
-             student-1  HEALTHY  mariadb:11.4  2     -\n\
+             student-1  HEALTHY  mariadb:11.4  2     missing-rows (solved: no, hints: 2)\n\
              s2         BROKEN   -             -     -\n"
         );
         let json = serde_json::to_value(&rows[0]).expect("json");
         assert_eq!(
             json,
             serde_json::json!({"namespace": "student-1", "verdict": "HEALTHY", "image": "mariadb:11.4", "pods": 2,
-                               "exercise": null})
+                               "exercise": "missing-rows", "hints": 2, "solved": "no"})
         );
     }
 }

@@ -2,9 +2,11 @@
 
 pub mod checklist;
 pub mod demo;
+pub mod exercise;
 pub mod inspect;
 pub mod list;
 pub mod render;
+pub mod repair;
 pub mod sim;
 pub mod status;
 pub mod teardown;

@@ -146,6 +146,16 @@ pub async fn run_explained(
     runner
         .run("apply manifests", async {
             let applied = cluster.apply(namespace, &objects).await?;
+            // A changed pod template replaces the pods one by one: the steps below must meet the new pods, not
+            // ones about to be replaced (after a `kubectl edit` of the init script, say).
+            if applied
+                .iter()
+                .any(|a| a.kind == "StatefulSet" && a.changed && !a.created)
+            {
+                cluster
+                    .wait_template_rolled_out(namespace, STATEFULSET, deadline)
+                    .await?;
+            }
             let changed: Vec<String> = applied
                 .iter()
                 .filter(|a| a.changed)
@@ -246,10 +256,10 @@ pub async fn run_explained(
         explain::configure_replicas(&dialect, &replica_pods, &source)
     });
     runner
-        .run(
-            "configure replicas",
-            configure_replicas(&mut replicas, &source, &primary_logs, deadline),
-        )
+        .run("configure replicas", async {
+            super::repair::refuse_interrupted_repairs(&cluster, namespace, &replica_pods).await?;
+            configure_replicas(&mut replicas, &source, &primary_logs, deadline).await
+        })
         .await?;
     explainer.after(runner.records());
 
@@ -413,6 +423,8 @@ async fn primary_setup(
     primary.db.ensure_appdb().await?;
     checkpoint("primary setup: appdb created").await;
     primary.db.ensure_probe_user(&accounts.probe).await?;
+    // MariaDB before 12.0: the replicas' socket-only account for `lab repair` (it replicates).
+    primary.db.ensure_socket_admin().await?;
     // A replica configured now starts reading at the origin: the primary must still have that binlog (MySQL purges
     // binlogs after 30 days; a primary whose data was re-initialised starts new ones).
     let logs = primary.db.binary_logs().await?;
@@ -445,7 +457,7 @@ impl RecordedOrigin {
     }
 }
 
-fn parse_origin(text: &str) -> anyhow::Result<Coordinates> {
+pub fn parse_origin(text: &str) -> anyhow::Result<Coordinates> {
     let recorded: RecordedOrigin = serde_json::from_str(text).with_context(|| {
         format!(
             "the annotation {ORIGIN_ANNOTATION} on PVC {ORIGIN_PVC} is not valid: remove it \
@@ -458,6 +470,9 @@ fn parse_origin(text: &str) -> anyhow::Result<Coordinates> {
     })
 }
 
+/// The IO error of a replica whose source refuses its login (ER_ACCESS_DENIED_ERROR, MySQL and MariaDB alike).
+const ACCESS_DENIED: u32 = 1045;
+
 /// What to do with a replica, given its current replication status.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReplicaAction {
@@ -468,6 +483,12 @@ pub enum ReplicaAction {
     /// after `SOURCE_RETRY_COUNT` failed reconnects (a transient 2003/2005). Start it where it stopped; waiting
     /// would only run into the deadline.
     Start,
+    /// Points at the primary, whose login refuses the replica (IO error 1045 on MySQL and MariaDB, mysql-notes 14):
+    /// the password the replica was configured with is not the account's. "primary setup" has just set the
+    /// account's password from the Secret, so give the replica the Secret's credentials too, in place (its position
+    /// kept). Waiting would not do: the replica retries only every few seconds, and the wait takes its last 1045 as
+    /// final.
+    Reauthenticate,
     /// Replicating from the primary (or reconnecting to it, or stopped by an error that the wait reports with its
     /// cause and fix): leave it alone. Re-configuring from the origin would replay rows it already has.
     Keep,
@@ -477,6 +498,9 @@ pub fn replica_action(status: Option<&ReplicaStatus>, primary_host: &str) -> Rep
     let Some(status) = status.filter(|status| status.source_host == primary_host) else {
         return ReplicaAction::Configure;
     };
+    if status.io_running != ThreadState::Yes && status.last_io_errno == ACCESS_DENIED {
+        return ReplicaAction::Reauthenticate;
+    }
     let threads = [
         (&status.io_running, status.last_io_errno),
         (&status.sql_running, status.last_sql_errno),
@@ -506,10 +530,12 @@ async fn configure_replicas(
         let action = replica_action(status.as_ref(), &source.host);
         match action {
             ReplicaAction::Configure => {
-                check_origin_available(PRIMARY_POD, &source.origin, primary_logs)?;
+                check_origin_available(PRIMARY_POD, &source.origin, primary_logs)
+                    .with_context(|| format!("{0}: run `lab repair {0}`", replica.pod))?;
                 replica.db.configure_replica(source).await?
             }
             ReplicaAction::Start => replica.db.start_replication().await?,
+            ReplicaAction::Reauthenticate => replica.db.set_source_credentials(&source.credentials).await?,
             ReplicaAction::Keep => {}
         }
         replica
@@ -530,6 +556,7 @@ async fn configure_replicas(
             .collect()
     };
     let (newly, started) = (with(ReplicaAction::Configure), with(ReplicaAction::Start));
+    let refused = with(ReplicaAction::Reauthenticate);
     let mut changes = Vec::new();
     if !newly.is_empty() {
         changes.push(format!(
@@ -545,6 +572,13 @@ async fn configure_replicas(
             "{} pointed at mysql-0 but stopped: started where {} left off",
             started.join(", "),
             if started.len() == 1 { "it" } else { "they" }
+        ));
+    }
+    if !refused.is_empty() {
+        changes.push(format!(
+            "{} refused by mysql-0 (error {ACCESS_DENIED}): replication credentials set again from Secret {SECRET}, \
+             position kept",
+            refused.join(", ")
         ));
     }
     let detail = match (configured.len(), changes.is_empty()) {
@@ -620,6 +654,28 @@ mod tests {
         // An error that starting cannot fix is left to the wait, which reports its cause and fix.
         assert_eq!(action(status(host, "Yes", "No", 0, 1062)), ReplicaAction::Keep);
         assert_eq!(action(status(host, "No", "No", 1236, 0)), ReplicaAction::Keep);
+    }
+
+    #[test]
+    fn a_replica_the_primary_refuses_gets_the_secrets_credentials_again() {
+        let host = "mysql-0.mysql-headless.database.svc.cluster.local";
+        let action = |s: ReplicaStatus| replica_action(Some(&s), host);
+        // Both flavours keep the IO thread Connecting with 1045 and retry every CONNECT_RETRY seconds (MariaDB
+        // measured on the simulator; MySQL 8.0.40 measured, mysql-notes 14 "wrong replication password").
+        assert_eq!(
+            action(status(host, "Connecting", "Yes", 1045, 0)),
+            ReplicaAction::Reauthenticate
+        );
+        assert_eq!(
+            action(status(host, "No", "Yes", 1045, 0)),
+            ReplicaAction::Reauthenticate
+        );
+        // An old 1045 on a thread that connected since is history, not a problem.
+        assert_eq!(action(status(host, "Yes", "Yes", 1045, 0)), ReplicaAction::Keep);
+        assert_eq!(
+            action(status("elsewhere", "Connecting", "Yes", 1045, 0)),
+            ReplicaAction::Configure
+        );
     }
 
     #[test]

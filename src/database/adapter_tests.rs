@@ -322,7 +322,7 @@ async fn the_corrected_tutorial_replicates_and_the_replica_rejects_ordinary_writ
         err.to_string().contains("the primary no longer has mysql-bin.000000"),
         "{err}"
     );
-    assert!(err.to_string().contains("run `lab teardown` then `lab up`"), "{err}");
+    assert!(err.to_string().contains("`lab repair` does that"), "{err}");
     let past_the_end = Coordinates {
         file: first.name.clone(),
         position: first.size + 1,

@@ -20,6 +20,8 @@ use super::{
     SourceConfig, check_supported, parse_version,
 };
 
+mod exercises;
+
 /// How long one connection attempt may take before it counts as failed and is retried.
 const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between connection attempts, doubled up to [`CONNECT_BACKOFF_MAX`].
@@ -56,14 +58,14 @@ pub enum Protection {
 
 /// One connection to one server. Statements that depend on the default database run on this same connection.
 pub struct Db {
-    conn: Conn,
-    server: String,
+    pub(super) conn: Conn,
+    pub(super) server: String,
     user: String,
-    dialect: Dialect,
+    pub(super) dialect: Dialect,
     /// Every password this connection has been given: scrubbed from all error text.
     secrets: Vec<SecretString>,
     /// `USE appdb` ran on this connection: statements that must not be binlogged need it cleared first.
-    in_appdb: bool,
+    pub(super) in_appdb: bool,
 }
 
 impl Db {
@@ -561,18 +563,18 @@ impl Db {
         }
     }
 
-    fn remember(&mut self, secret: &SecretString) {
+    pub(super) fn remember(&mut self, secret: &SecretString) {
         if !self.secrets.contains(secret) {
             self.secrets.push(secret.clone());
         }
     }
 
-    fn scrub(&self, message: &str) -> String {
+    pub(super) fn scrub(&self, message: &str) -> String {
         scrub(message, &self.secrets)
     }
 
     /// Drops the default database (COM_CHANGE_USER with the same account and no database).
-    async fn leave_appdb(&mut self) -> Result<(), DbError> {
+    pub(super) async fn leave_appdb(&mut self) -> Result<(), DbError> {
         if self.in_appdb {
             self.change_user("clearing the default database").await?;
         }
@@ -597,7 +599,7 @@ impl Db {
         Ok(())
     }
 
-    async fn run(&mut self, what: &str, statement: &Statement) -> Result<(), DbError> {
+    pub(super) async fn run(&mut self, what: &str, statement: &Statement) -> Result<(), DbError> {
         tracing::trace!(server = %self.server, ?statement, "running");
         match self.conn.query_drop(statement.text()).await {
             Ok(()) => Ok(()),
@@ -605,7 +607,11 @@ impl Db {
         }
     }
 
-    async fn rows(&mut self, what: &str, statement: &Statement) -> Result<Vec<Vec<(String, Option<String>)>>, DbError> {
+    pub(super) async fn rows(
+        &mut self,
+        what: &str,
+        statement: &Statement,
+    ) -> Result<Vec<Vec<(String, Option<String>)>>, DbError> {
         tracing::trace!(server = %self.server, ?statement, "querying");
         match self.conn.query::<Row, _>(statement.text()).await {
             Ok(rows) => Ok(rows.iter().map(row_texts).collect()),
@@ -613,7 +619,7 @@ impl Db {
         }
     }
 
-    fn statement_error(&self, what: &str, statement: &Statement, err: mysql_async::Error) -> DbError {
+    pub(super) fn statement_error(&self, what: &str, statement: &Statement, err: mysql_async::Error) -> DbError {
         match err {
             mysql_async::Error::Server(err) => {
                 let message = if statement.carries_secret() {

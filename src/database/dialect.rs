@@ -11,11 +11,14 @@ use crate::secret::SecretString;
 
 use super::{Coordinates, Credentials, Flavor, ServerVersion, SourceConfig};
 
+mod exercises;
+
 const SERVER_FACTS_SQL: &str = include_str!("../../sql/00-server-facts.sql");
 const PRIMARY_SETUP_SQL: &str = include_str!("../../sql/01-primary-setup.sql");
 const REPLICA_SETUP_SQL: &str = include_str!("../../sql/02-replica-setup.sql");
 const VALIDATE_SQL: &str = include_str!("../../sql/03-validate.sql");
 const DEMO_SQL: &str = include_str!("../../sql/04-demo.sql");
+const REPAIR_SQL: &str = include_str!("../../sql/05-repair.sql");
 
 /// Seconds between the replica's reconnection attempts (the server default of 60 s makes a primary restart
 /// cost a minute of replication).
@@ -47,6 +50,14 @@ impl Statement {
     /// True when the text contains a password: its server errors may quote it and must be withheld.
     pub fn carries_secret(&self) -> bool {
         self.carries_secret
+    }
+
+    /// A statement built by the adapter from quoted identifiers (`SHOW CREATE TABLE`, the copy's `INSERT`s).
+    pub(super) fn plain(text: String) -> Statement {
+        Statement {
+            text,
+            carries_secret: false,
+        }
     }
 }
 
@@ -377,6 +388,119 @@ impl Dialect {
     /// The repair hint for a stopped SQL thread in this dialect.
     pub fn start_sql_thread(&self) -> String {
         format!("START {} SQL_THREAD", self.replica_keyword())
+    }
+}
+
+/// How the primary's binlog coordinates are tied to a consistent snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotCoordinates {
+    /// MariaDB: `Binlog_snapshot_file`/`_position` of the snapshot's session, no lock.
+    SnapshotStatus,
+    /// MySQL: `FLUSH TABLES WITH READ LOCK` while the snapshot starts and the position is read, then released.
+    BriefGlobalReadLock,
+}
+
+/// How `lab repair` gets the right to write the copy into a read-only replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedAccess {
+    /// Over lab's TCP session as root, after this statement (read_only stays ON for ordinary accounts); the
+    /// replica's protection is put back afterwards.
+    Tcp(Statement),
+    /// MariaDB before 12.0: root has lost READ_ONLY ADMIN there; the copy goes in through the server's Unix socket
+    /// as `'mysql'@'localhost'` (unix_socket authentication), which keeps it.
+    Socket,
+}
+
+/// Seconds the primary's `FLUSH TABLES WITH READ LOCK` may wait for running statements before the repair gives
+/// up (MySQL only).
+pub const READ_LOCK_WAIT_SECONDS: u32 = 10;
+
+impl Dialect {
+    /// MariaDB has snapshot status variables; MySQL needs the brief global read lock.
+    pub fn snapshot_coordinates(&self) -> SnapshotCoordinates {
+        match self.version.flavor {
+            Flavor::MariaDb => SnapshotCoordinates::SnapshotStatus,
+            Flavor::MySql => SnapshotCoordinates::BriefGlobalReadLock,
+        }
+    }
+
+    /// `STOP REPLICA`, `RESET REPLICA ALL` (SLAVE forms where the server needs them).
+    pub fn reset_replica(&self) -> Vec<Statement> {
+        self.render(REPAIR_SQL, "reset_replica", &[])
+    }
+
+    /// `SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ`, `START TRANSACTION WITH CONSISTENT SNAPSHOT`.
+    pub fn snapshot_start(&self) -> Vec<Statement> {
+        self.render(REPAIR_SQL, "snapshot_start", &[])
+    }
+
+    /// MariaDB: `SHOW STATUS LIKE 'binlog_snapshot_%'`.
+    pub fn snapshot_status(&self) -> Statement {
+        self.render_one(REPAIR_SQL, "snapshot_coordinates_mariadb", &[])
+    }
+
+    /// MySQL: a bounded lock wait, then `FLUSH TABLES WITH READ LOCK`.
+    pub fn global_read_lock(&self) -> Vec<Statement> {
+        self.render(
+            REPAIR_SQL,
+            "global_read_lock",
+            &[("LOCK_WAIT_SECONDS", Value::Number(u64::from(READ_LOCK_WAIT_SECONDS)))],
+        )
+    }
+
+    /// `UNLOCK TABLES`.
+    pub fn release_read_lock(&self) -> Statement {
+        self.render_one(REPAIR_SQL, "release_read_lock", &[])
+    }
+
+    /// `COMMIT`: ends the snapshot.
+    pub fn snapshot_end(&self) -> Statement {
+        self.render_one(REPAIR_SQL, "snapshot_end", &[])
+    }
+
+    /// Every schema but `mysql`, `sys`, `performance_schema`, `information_schema`.
+    pub fn user_databases(&self) -> Statement {
+        self.render_one(REPAIR_SQL, "user_databases", &[])
+    }
+
+    /// `TABLE_NAME`, `TABLE_TYPE` of a database, views last.
+    pub fn tables(&self, database: &str) -> Statement {
+        self.render_one(REPAIR_SQL, "tables", &[("DATABASE", Value::Text(database))])
+    }
+
+    /// The columns a copy can give values to (generated ones left out).
+    pub fn insertable_columns(&self, database: &str, table: &str) -> Statement {
+        self.render_one(
+            REPAIR_SQL,
+            "insertable_columns",
+            &[("DATABASE", Value::Text(database)), ("TABLE", Value::Text(table))],
+        )
+    }
+
+    /// How root gets to write the copy on a replica of this server version.
+    pub fn seed_access(&self) -> SeedAccess {
+        match self.version.flavor {
+            Flavor::MySql => SeedAccess::Tcp(self.render_one(REPAIR_SQL, "open_for_seed_mysql", &[])),
+            Flavor::MariaDb if self.version.at_least(12, 0, 0) => {
+                SeedAccess::Tcp(self.render_one(REPAIR_SQL, "open_for_seed_no_lock_no_admin", &[]))
+            }
+            Flavor::MariaDb => SeedAccess::Socket,
+        }
+    }
+
+    /// MariaDB before 12.0: whether `'mysql'@'localhost'` exists (a count).
+    pub fn socket_admin_exists(&self) -> Statement {
+        self.render_one(REPAIR_SQL, "socket_admin_exists", &[])
+    }
+
+    /// MariaDB before 12.0, on the primary: the replicated socket-only break-glass account. `None` elsewhere.
+    pub fn socket_admin(&self) -> Option<Vec<Statement>> {
+        (self.seed_access() == SeedAccess::Socket).then(|| self.render(REPAIR_SQL, "socket_admin", &[]))
+    }
+
+    /// The same account on one replica, not binlogged.
+    pub fn socket_admin_local(&self) -> Vec<Statement> {
+        self.render(REPAIR_SQL, "socket_admin_local", &[])
     }
 }
 

@@ -127,8 +127,8 @@ pub enum DbError {
 
     #[error(
         "a new replica cannot start from the recorded binlog origin {origin} on {server}: {problem}. The replica \
-         must be re-seeded from a consistent copy of the primary; in this lab, run `lab teardown` then `lab up`, \
-         which rebuilds every server from scratch (the lab's data goes with it)"
+         must be re-seeded from a consistent copy of the primary: `lab repair` does that without stopping the \
+         primary's writes"
     )]
     OriginUnavailable {
         server: String,

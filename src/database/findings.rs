@@ -69,8 +69,9 @@ pub fn explain_replication_error(errno: u32, message: &str) -> Finding {
         ),
         1045 => Finding::new(
             "the primary rejected the replication account's user name or password (access denied)",
-            "make REPLICATION_USER and REPLICATION_PASSWORD in Secret mysql-secret match the account on the \
-             primary: re-run lab up, which sets the password again with ALTER USER ... IDENTIFIED BY",
+            "Secret mysql-secret is the truth: re-run lab up, which sets the account's password on the primary \
+             from REPLICATION_USER and REPLICATION_PASSWORD (ALTER USER ... IDENTIFIED BY, not binlogged) and gives \
+             refused replicas the same credentials (CHANGE ... TO with only the user and password: position kept)",
         ),
         1236 => Finding::new(
             "the primary no longer has the binary log file or position the replica asked for (position not \

@@ -13,6 +13,7 @@ mod conn;
 mod dialect;
 mod error;
 mod findings;
+mod reseed;
 mod status;
 mod version;
 
@@ -20,6 +21,8 @@ mod version;
 mod adapter_tests;
 #[cfg(test)]
 mod origin_tests;
+#[cfg(test)]
+mod reseed_tests;
 #[cfg(test)]
 mod test_support;
 
@@ -34,8 +37,10 @@ pub use dialect::{
     Account, CONNECT_RETRY_SECONDS, Dialect, ReplicaProtection, SOURCE_RETRY_COUNT, Statement, holds_read_only_admin,
     quote_literal, revoke_targets,
 };
+pub use dialect::{READ_LOCK_WAIT_SECONDS, SeedAccess, SnapshotCoordinates};
 pub use error::DbError;
 pub use findings::{Finding, explain_replication_error, is_transient_replication_error};
+pub use reseed::{LOAD_PROLOGUE, TableCopy, TableName, quote_identifier, replace_database};
 pub use status::{
     CONFIRM_RUNNING_AFTER, ReplicaStatus, ReplicationFailure, ReplicationProgress, ReplicationThread, ThreadState,
     confirm_running, parse_replica_status, replica_status_from_rows,

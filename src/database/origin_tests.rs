@@ -32,9 +32,8 @@ fn a_purged_file_needs_a_reseed_and_says_how() {
         err.to_string(),
         "a new replica cannot start from the recorded binlog origin mysql-bin.000001:328 on mysql-0: the primary no \
          longer has mysql-bin.000001 (it has mysql-bin.000002 to mysql-bin.000003): the file was purged, or the \
-         primary's data was re-initialised. The replica must be re-seeded from a consistent copy of the primary; in \
-         this lab, run `lab teardown` then `lab up`, which rebuilds every server from scratch (the lab's data goes \
-         with it)"
+         primary's data was re-initialised. The replica must be re-seeded from a consistent copy of the primary: \
+         `lab repair` does that without stopping the primary's writes"
     );
     assert_eq!(
         crate::exit::Classify::exit_status(&err),

@@ -50,33 +50,45 @@ struct Suite {
 
 impl Suite {
     fn of(report: &HealthReport, command: &str) -> Suite {
-        let cases = cases(report);
+        Suite::from_cases(
+            &format!("lab {command} {}", report.namespace),
+            &report.namespace,
+            &report.generated_at,
+            &[("verdict".to_string(), report.verdict.to_string())],
+            &cases(report),
+        )
+    }
+
+    fn from_cases(
+        suite: &str,
+        namespace: &str,
+        generated_at: &str,
+        properties: &[(String, String)],
+        cases: &[Case],
+    ) -> Suite {
         let failures = cases.iter().filter(|c| c.failure.is_some()).count();
         let total: f64 = cases.iter().map(|c| c.seconds).sum();
-        let suite = format!("lab {command} {}", report.namespace);
-        let classname = format!("lab.{}", report.namespace);
+        let classname = format!("lab.{namespace}");
         let mut out = String::new();
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{total:.3}\" \
              timestamp=\"{}\">",
-            escape(&suite),
+            escape(suite),
             cases.len(),
-            escape(
-                report
-                    .generated_at
-                    .trim_end_matches('Z')
-                    .split('.')
-                    .next()
-                    .unwrap_or_default()
-            )
+            escape(generated_at.trim_end_matches('Z').split('.').next().unwrap_or_default())
         );
-        let _ = writeln!(
-            out,
-            "    <properties>\n      <property name=\"verdict\" value=\"{}\"/>\n    </properties>",
-            report.verdict
-        );
-        for case in &cases {
+        out.push_str("    <properties>\n");
+        for (name, value) in properties {
+            let _ = writeln!(
+                out,
+                "      <property name=\"{}\" value=\"{}\"/>",
+                escape(name),
+                escape(value)
+            );
+        }
+        out.push_str("    </properties>\n");
+        for case in cases {
             let _ = write!(
                 out,
                 "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
@@ -105,6 +117,50 @@ impl Suite {
             seconds: total,
         }
     }
+}
+
+/// One check of a report as a testcase: its name, and its failure message when it failed (for commands that grade
+/// more than the report: `lab exercise check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Testcase {
+    pub name: String,
+    pub failure: Option<String>,
+}
+
+/// The testcases `-o junit` renders for `report`, in order.
+pub fn testcases(report: &HealthReport) -> Vec<Testcase> {
+    cases(report)
+        .into_iter()
+        .map(|c| Testcase {
+            name: c.name,
+            failure: c.failure,
+        })
+        .collect()
+}
+
+/// One `<testsuite>` built by the caller: its name, the namespace (the testcases' class), when, its properties.
+pub struct TestSuite {
+    pub name: String,
+    pub namespace: String,
+    pub generated_at: String,
+    pub properties: Vec<(String, String)>,
+    pub cases: Vec<Testcase>,
+}
+
+/// `suites` as one JUnit document named `name`, rendered as the report's suites are.
+pub fn render_suites(name: &str, suites: &[TestSuite]) -> String {
+    let rendered: Vec<Suite> = suites
+        .iter()
+        .map(|s| {
+            let cases: Vec<Case> = s
+                .cases
+                .iter()
+                .map(|c| Case::new(c.name.clone(), c.failure.clone()))
+                .collect();
+            Suite::from_cases(&s.name, &s.namespace, &s.generated_at, &s.properties, &cases)
+        })
+        .collect();
+    document(name, &rendered)
 }
 
 /// The `<testsuites>` document around `suites`, with their totals.

@@ -9,7 +9,7 @@ mod verdict;
 
 use serde::{Deserialize, Serialize};
 
-pub use junit::{render_junit, render_junit_all};
+pub use junit::{TestSuite, Testcase, render_junit, render_junit_all, render_suites, testcases};
 pub use table::render_table;
 pub use verdict::{LAG_TOLERANCE_SECONDS, Reason, identity_problems, reasons, verdict};
 

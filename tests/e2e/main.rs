@@ -4,6 +4,8 @@
 
 mod demo;
 mod dns;
+mod exercise;
+mod exercise_more;
 mod explain;
 mod faults;
 mod grading;
@@ -13,6 +15,7 @@ mod kubectl;
 mod kubectl_api;
 mod lifecycle;
 mod openapi;
+mod repair;
 mod resume;
 mod services;
 mod sim;

@@ -286,6 +286,17 @@ pub fn primary_setup(context: &Context, dialect: &Dialect, replication_user: &st
     ));
     lines.push(line(dialect.create_appdb().text()));
     lines.extend(dialect.probe_user(&hidden(PROBE_USER)).iter().map(|s| line(s.text())));
+    // MariaDB before 12: the socket-only account replicates to every replica, the way `lab repair` writes there.
+    for statement in dialect.socket_admin().unwrap_or_default() {
+        lines.push(if statement.text().starts_with("CREATE USER") {
+            commented(
+                statement.text(),
+                "replicated: only the server's OS user on a replica's socket can log in (lab repair)",
+            )
+        } else {
+            line(statement.text())
+        });
+    }
     let mut explanation = Explanation::new(
         "primary setup",
         Some("section 5, scripts/01-primary-setup.sql"),
@@ -427,8 +438,9 @@ pub fn configure_replicas(dialect: &Dialect, replicas: &[String], source: &Sourc
             .corrected(
                 "MariaDB has no super_read_only (the tutorial's super-read-only=ON makes it abort), and read_only \
                  alone lets root write (root holds READ_ONLY ADMIN): before MariaDB 12 that privilege is revoked \
-                 from root@'%' on the replica, not binlogged (root@localhost over the socket keeps it, to promote \
-                 the replica one day); from 12.0 read_only = NO_LOCK_NO_ADMIN does it",
+                 from root@'%' on the replica, not binlogged (and from root@localhost where a TCP login matches it; \
+                 the socket-only 'mysql'@'localhost' keeps it, for lab repair and to promote the replica one day); \
+                 from 12.0 read_only = NO_LOCK_NO_ADMIN does it",
             );
     }
     explanation
