@@ -18,8 +18,8 @@ fn record(kc: &Path, namespace: &str) -> Option<Value> {
     (code == 0).then(|| serde_json::from_str::<Value>(&out).expect("kubectl prints JSON")["data"].clone())
 }
 
-/// The graded checks that failed, by name.
-fn failing(check: &Run) -> Vec<String> {
+/// The graded checks that failed: `name: symptom`.
+pub(crate) fn failing(check: &Run) -> Vec<String> {
     check.json()["checks"]
         .as_array()
         .expect("checks")
@@ -73,6 +73,12 @@ fn run_exercise(kc: &Path, namespace: &str, name: &str, symptom: &str, solve_com
     // start → reset: the lab is healthy again without the exercise's solve being asked for.
     lab(kc, &["exercise", "start", name, "-n", namespace]).assert_code(0);
     lab(kc, &["verify", "-n", namespace]).assert_code(1);
+    reset_and_verify(kc, namespace, name);
+    check.json()
+}
+
+/// reset from the broken state; the lab verifies again and the record is gone.
+pub(crate) fn reset_and_verify(kc: &Path, namespace: &str, name: &str) {
     let reset = lab(kc, &["exercise", "reset", "-n", namespace]);
     reset.assert_code(0);
     assert!(
@@ -81,8 +87,7 @@ fn run_exercise(kc: &Path, namespace: &str, name: &str, symptom: &str, solve_com
         reset.stdout
     );
     lab(kc, &["verify", "-n", namespace]).assert_code(0);
-    assert_eq!(record(kc, namespace), None);
-    check.json()
+    assert_eq!(record(kc, namespace), None, "reset ends the exercise");
 }
 
 #[test]

@@ -7,18 +7,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::exercise::{failing, reset_and_verify};
 use crate::harness::{Run, edited_manifests, kubeconfig, kubectl, lab, run_as_user, sql, sql_result, start_sim};
-
-/// The symptoms of the graded checks that failed.
-fn failing(check: &Run) -> Vec<String> {
-    check.json()["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| c["symptom"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
 
 /// mysql-1's replication as `lab status -o json` reads it from the server: IO and SQL thread states, and the
 /// last IO and SQL errors (errno, message).
@@ -68,20 +58,6 @@ fn solve_and_pass(kc: &Path, ns: &str, commands: &[&str]) {
     let after = lab(kc, &["exercise", "check", "-n", ns, "-o", "json"]);
     after.assert_code(0);
     assert_eq!(after.json()["passed"], true);
-}
-
-/// reset from the broken state; the lab verifies again and the record is gone.
-fn reset_and_verify(kc: &Path, ns: &str, name: &str) {
-    let reset = lab(kc, &["exercise", "reset", "-n", ns]);
-    reset.assert_code(0);
-    assert!(
-        reset.stdout.contains(&format!("exercise {name} reset")),
-        "{}",
-        reset.stdout
-    );
-    lab(kc, &["verify", "-n", ns]).assert_code(0);
-    let (code, _, _) = run_as_user(kc, "kubectl", &["get", "configmap", "lab-exercise", "-n", ns], "");
-    assert_ne!(code, 0, "reset ends the exercise");
 }
 
 #[test]
