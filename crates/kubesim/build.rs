@@ -17,7 +17,7 @@ use std::process::Command;
 use serde_json::{Map, Value, json};
 
 fn main() {
-    let source = k8s_pb_source().expect("the source of the k8s-pb crate (a dependency) is not found by cargo metadata");
+    let source = k8s_pb_source().expect("the source of the k8s-pb crate (a build dependency) is neither under $CARGO_HOME/registry/src nor found by cargo metadata --offline");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed={}", source.display());
     let mut markers: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
@@ -50,8 +50,43 @@ fn main() {
     std::fs::write(out, serde_json::to_string(&markers).expect("markers as JSON")).expect("write markers.json");
 }
 
-/// `src/` of the k8s-pb package this build uses, as cargo resolved it.
+/// `src/` of the k8s-pb package this build uses. Being a build dependency, it is unpacked before this script runs,
+/// under `$CARGO_HOME/registry/src/<index>/k8s-pb-<version>` with the version Cargo.lock pins. `cargo metadata
+/// --offline` is only the fallback (a vendored or patched source): it wants every package of the lock file, other
+/// platforms' too, which a build never downloads, so on a fresh machine it fails.
 fn k8s_pb_source() -> Option<PathBuf> {
+    registry_source("k8s-pb").or_else(metadata_source)
+}
+
+fn registry_source(name: &str) -> Option<PathBuf> {
+    let version = locked_version(name)?;
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))?;
+    std::fs::read_dir(cargo_home.join("registry").join("src"))
+        .ok()?
+        .flatten()
+        .map(|index| index.path().join(format!("{name}-{version}")).join("src"))
+        .find(|source| source.is_dir())
+}
+
+/// The version of `name` in the workspace's Cargo.lock (the nearest one above this crate).
+fn locked_version(name: &str) -> Option<String> {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+    let lock = manifest_dir
+        .ancestors()
+        .map(|dir| dir.join("Cargo.lock"))
+        .find(|lock| lock.is_file())?;
+    println!("cargo::rerun-if-changed={}", lock.display());
+    let text = std::fs::read_to_string(lock).ok()?;
+    let name_line = format!("name = \"{name}\"");
+    let mut lines = text.lines();
+    lines.find(|line| *line == name_line)?;
+    let version = lines.next()?.strip_prefix("version = \"")?.strip_suffix('"')?;
+    Some(version.to_string())
+}
+
+fn metadata_source() -> Option<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = Path::new(&std::env::var("CARGO_MANIFEST_DIR").ok()?).join("Cargo.toml");
     let target = std::env::var("TARGET").ok()?;
