@@ -74,14 +74,12 @@ pub async fn run(cli: Cli) -> ExitStatus {
         );
         return ExitStatus::Usage;
     }
-    let demo = matches!(cli.command, Command::Demo(_));
+    let on_interrupt = interruption(&cli.command);
     // A demo that stops with an error still prints its report with `-o json` (`lab demo list` has none).
     let demo_name = match &cli.command {
         Command::Demo(args) if args.name != "list" => Some(args.name.clone()),
         _ => None,
     };
-    let repair = matches!(cli.command, Command::Repair(_));
-    let exercise = matches!(cli.command, Command::Exercise(_));
     let mut runner = Runner::new(&progress);
     if let Some(checkpoint) = std::env::var_os("LAB_INTERRUPT_AT") {
         interrupt::interrupt_at(&checkpoint.to_string_lossy());
@@ -94,15 +92,7 @@ pub async fn run(cli: Cli) -> ExitStatus {
         }
         command => tokio::select! {
             biased;
-            _ = interrupt::interrupted() => Err(if demo {
-                DemoInterrupted { repair: commands::demo::repair_command() }.into()
-            } else if repair {
-                commands::repair::RepairInterrupted.into()
-            } else if exercise {
-                commands::exercise::ExerciseInterrupted.into()
-            } else {
-                Interrupted.into()
-            }),
+            _ = interrupt::interrupted() => Err(on_interrupt()),
             result = dispatch(command, all_namespaces, &settings, &mut runner) => result,
         },
     };
@@ -127,6 +117,22 @@ pub async fn run(cli: Cli) -> ExitStatus {
             }
             status
         }
+    }
+}
+
+/// What Ctrl-C says for `command`: each names the command that repairs what it may have left. A function, not an
+/// error: a demo's repair command depends on how far the demo got.
+fn interruption(command: &Command) -> fn() -> anyhow::Error {
+    match command {
+        Command::Demo(_) => || {
+            DemoInterrupted {
+                repair: commands::demo::repair_command(),
+            }
+            .into()
+        },
+        Command::Repair(_) => || commands::repair::RepairInterrupted.into(),
+        Command::Exercise(_) => || commands::exercise::ExerciseInterrupted.into(),
+        _ => || Interrupted.into(),
     }
 }
 
