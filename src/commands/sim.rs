@@ -15,9 +15,6 @@ use crate::plan::{Reporter, Runner};
 use crate::settings::{Format, ManifestSettings, Settings};
 use crate::{Strictness, interrupt, output};
 
-/// The namespace `lab` uses unless told otherwise (`-n`); the hints name it only when it differs.
-const DEFAULT_NAMESPACE: &str = "database";
-
 /// Ctrl-C or SIGTERM before the lab was up: the simulator is gone, there is nothing to resume.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted before the lab was up: the simulated cluster was stopped and what it made was removed")]
@@ -118,7 +115,7 @@ fn refuse_cluster_flags(settings: &Settings) -> Result<(), UsageError> {
 /// the tutorial's published root password; with `--manifests` the password is whatever that Secret says, and it
 /// is not read or printed here.
 pub fn next_steps(kubeconfig: &Path, namespace: &str, manifests: &ManifestSettings) -> String {
-    let lab_ns = if namespace == DEFAULT_NAMESPACE {
+    let lab_ns = if namespace == crate::cli::DEFAULT_NAMESPACE {
         String::new()
     } else {
         format!(" -n {namespace}")
