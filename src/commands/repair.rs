@@ -627,13 +627,7 @@ async fn ensure_probe_account(
 /// Pure: `text` with the password (as typed and as quoted in SQL) replaced by `******`: the client's errors may
 /// quote the statement that carried it.
 pub fn withhold(text: &str, password: &SecretString) -> String {
-    let secret = password.expose();
-    if secret.is_empty() {
-        return text.to_string();
-    }
-    let quoted = crate::database::quote_literal(secret);
-    text.replace(&quoted[1..quoted.len() - 1], "******")
-        .replace(secret, "******")
+    crate::database::scrub_with(text, std::slice::from_ref(password), "******")
 }
 
 /// The pod's own client as the server's OS user, on the Unix socket (unix_socket authentication, no password).

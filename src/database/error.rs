@@ -219,12 +219,17 @@ pub(crate) fn login_fix(code: u16) -> String {
 
 /// Removes every known password from a server message, raw and in its quoted-literal form.
 pub(crate) fn scrub(message: &str, secrets: &[SecretString]) -> String {
+    scrub_with(message, secrets, "[redacted]")
+}
+
+/// [`scrub`] with the text that stands in for a password.
+pub(crate) fn scrub_with(message: &str, secrets: &[SecretString], replacement: &str) -> String {
     let mut text = message.to_string();
     for secret in secrets.iter().map(SecretString::expose).filter(|s| !s.is_empty()) {
         let quoted = quote_literal(secret);
         let escaped = &quoted[1..quoted.len() - 1];
         for form in [escaped, secret] {
-            text = text.replace(form, "[redacted]");
+            text = text.replace(form, replacement);
         }
     }
     text

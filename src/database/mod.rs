@@ -39,6 +39,7 @@ pub use dialect::{
 };
 pub use dialect::{READ_LOCK_WAIT_SECONDS, SeedAccess, SnapshotCoordinates};
 pub use error::DbError;
+pub(crate) use error::scrub_with;
 pub use findings::{Finding, explain_replication_error, is_transient_replication_error};
 pub use reseed::{LOAD_PROLOGUE, TableCopy, TableName, quote_identifier, replace_database};
 pub use status::{
