@@ -1,6 +1,7 @@
 //! The HTTP API server: discovery, get/list/watch, apply/create/patch/update/delete, pod logs, and the
 //! WebSocket upgrades for exec and port-forward, with the wire behaviour kube-rs and kubectl expect.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::Router;
@@ -527,18 +528,18 @@ fn list(control: &ControlPlane, target: &Target, query: &Query, table: Option<St
 }
 
 /// An object as the resource it was asked for shows it (events.k8s.io Events are stored as core Events).
-fn shown(info: &ResourceInfo, object: &Value) -> Value {
+/// Borrowed unless it is such a view: gets, lists and watches serialize the stored object as it is.
+fn shown<'a>(info: &ResourceInfo, object: &'a Value) -> Cow<'a, Value> {
     if resources::is_events_view(info) {
-        crate::events_view::from_core(object)
+        Cow::Owned(crate::events_view::from_core(object))
     } else {
-        object.clone()
+        Cow::Borrowed(object)
     }
 }
 
 /// Which watch events a change produces for one watcher (selector entry -> ADDED, exit -> DELETED).
 struct WatchFilter {
     info: &'static ResourceInfo,
-    resource: &'static str,
     namespace: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
@@ -550,7 +551,7 @@ impl WatchFilter {
     }
 
     fn event_for(&self, change: &Change) -> Option<(&'static str, Value)> {
-        if change.resource != self.resource
+        if change.resource != self.info.plural
             || self
                 .namespace
                 .as_ref()
@@ -568,7 +569,7 @@ impl WatchFilter {
             (ChangeKind::Deleted, _, true) => ChangeKind::Deleted,
             _ => return None,
         };
-        Some((kind.as_watch_type(), shown(self.info, &change.object)))
+        Some((kind.as_watch_type(), shown(self.info, &change.object).into_owned()))
     }
 }
 
@@ -605,7 +606,6 @@ fn watch(control: &ControlPlane, target: &Target, query: &Query) -> Result<Respo
     let (labels, fields) = selectors(target, query)?;
     let filter = WatchFilter {
         info: target.info,
-        resource: target.info.plural,
         namespace: target.namespace_filter().map(str::to_string),
         labels,
         fields,
@@ -652,7 +652,7 @@ fn watch(control: &ControlPlane, target: &Target, query: &Query) -> Result<Respo
         _ => {
             let (objects, version, feed) = control
                 .store
-                .snapshot_and_subscribe(filter.resource, filter.namespace.as_deref());
+                .snapshot_and_subscribe(filter.info.plural, filter.namespace.as_deref());
             let lines = objects
                 .iter()
                 .filter(|object| filter.matches(object))
@@ -708,7 +708,7 @@ impl WatchStream {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = async { tokio::time::sleep_until(drop_at.unwrap_or(deadline)).await }, if drop_at.is_some() => {
-                    tracing::info!(resource = self.filter.resource, "breaking a watch (fault injected)");
+                    tracing::info!(resource = self.filter.info.plural, "breaking a watch (fault injected)");
                     let _ = self.sender.send(Err(std::io::Error::other("kubesim: watch dropped (fault injected)"))).await;
                     return;
                 }
