@@ -1090,7 +1090,7 @@ fn json_pointer_add(target: &mut Value, path: &str, value: Value) -> Result<(), 
     }
 }
 
-fn json_pointer_remove(target: &mut Value, path: &str) -> Result<Value, String> {
+pub(crate) fn json_pointer_remove(target: &mut Value, path: &str) -> Result<Value, String> {
     let (parent, last) = split_pointer(path)?;
     match target.pointer_mut(&parent) {
         Some(Value::Object(fields)) => fields.remove(&last).ok_or_else(|| "missing path".into()),

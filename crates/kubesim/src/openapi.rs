@@ -518,7 +518,8 @@ pub fn check_fields(
         )));
     }
     for field in unknown.iter().rev() {
-        remove_pointer(object, &field.pointer);
+        // Dropped, as a real server drops what it does not know; a field found there is always removable.
+        let _ = crate::api::json_pointer_remove(object, &field.pointer);
     }
     Ok(if mode == FieldValidation::Warn {
         messages
@@ -551,26 +552,6 @@ pub fn check_applied(info: &ResourceInfo, namespace: &str, name: &str, applied: 
         ),
         details: Box::default(),
     })
-}
-
-fn remove_pointer(object: &mut Value, pointer: &str) {
-    let Some((parent, last)) = pointer.rsplit_once('/') else {
-        return;
-    };
-    let last = last.replace("~1", "/").replace("~0", "~");
-    match object.pointer_mut(parent) {
-        Some(Value::Object(fields)) => {
-            fields.remove(&last);
-        }
-        Some(Value::Array(items)) => {
-            if let Ok(index) = last.parse::<usize>()
-                && index < items.len()
-            {
-                items.remove(index);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// `response` with one `Warning: 299 - "..."` header per warning, as kubectl prints them.
