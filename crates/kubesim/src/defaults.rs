@@ -264,7 +264,11 @@ fn default_statefulset(object: &mut Value) {
     {
         object["metadata"]["labels"] = labels;
     }
-    set_missing(object, &["spec", "revisionHistoryLimit"], json!(10));
+    set_missing(
+        object,
+        &["spec", "revisionHistoryLimit"],
+        json!(crate::revisions::DEFAULT_HISTORY_LIMIT),
+    );
     set_missing(
         object,
         &["spec", "persistentVolumeClaimRetentionPolicy"],

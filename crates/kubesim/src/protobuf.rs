@@ -180,7 +180,7 @@ fn message(bytes: &[u8], definition: &str) -> Result<Value, String> {
                 return Ok(Value::Null);
             }
             let time = jiff::Timestamp::new(seconds, nanos).map_err(|error| error.to_string())?;
-            return Ok(json!(format!("{time:.0}")));
+            return Ok(json!(crate::node::timestamp(time)));
         }
         "io.k8s.apimachinery.pkg.runtime.RawExtension" | "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1" => {
             return match field(1) {

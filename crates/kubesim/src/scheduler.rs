@@ -145,7 +145,7 @@ pub fn report_status(node: &mut Value, now: jiff::Timestamp) -> bool {
             .is_none_or(|beat| now.duration_since(beat).unsigned_abs() >= STATUS_REPORT_INTERVAL)
     });
     if due {
-        let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let stamp = crate::node::timestamp(now);
         for condition in conditions.iter_mut() {
             condition["lastHeartbeatTime"] = json!(stamp);
         }

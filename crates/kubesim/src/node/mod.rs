@@ -43,6 +43,7 @@ use crate::pod_logs::{self, Budget, LogOptions};
 use crate::store::{Change, ChangeKind, ObjectRef, Store};
 
 pub use self::netns::NODE_IP;
+pub(crate) use self::status::timestamp;
 /// Where cluster DNS listens (UDP and TCP port 53): the node's own address on the bridge, which every pod
 /// reaches directly, as a node-local DNS cache does (the kubelet's `clusterDNS` points there).
 pub const DNS_IP: std::net::Ipv4Addr = NODE_IP;
