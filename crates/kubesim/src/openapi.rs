@@ -578,12 +578,11 @@ pub fn serve(path: &str, headers: &HeaderMap) -> Response {
             matches!(media, "application/json" | "application/*" | "*/*")
         });
     let document = match path {
-        "v2" => Some(DOCUMENTS.v2.clone()),
-        "v3" => Some(DOCUMENTS.v3_index.clone()),
+        "v2" => Some(&DOCUMENTS.v2),
+        "v3" => Some(&DOCUMENTS.v3_index),
         _ => path
             .strip_prefix("v3/")
-            .and_then(|group_version| DOCUMENTS.v3.get(group_version))
-            .cloned(),
+            .and_then(|group_version| DOCUMENTS.v3.get(group_version)),
     };
     let Some(document) = document else {
         return ApiError::unknown_path().into_response();
@@ -597,7 +596,7 @@ pub fn serve(path: &str, headers: &HeaderMap) -> Response {
         }
         .into_response();
     }
-    json_response(StatusCode::OK, &document)
+    json_response(StatusCode::OK, document)
 }
 
 #[cfg(test)]
