@@ -20,7 +20,6 @@ use super::{Exercise, Lab};
 use crate::commands::demo;
 use crate::commands::{HEADLESS_SERVICE, pod_name};
 use crate::database::ReplicationThread;
-use crate::exit::UsageError;
 use crate::manifests::ManifestSet;
 
 /// The name the careless re-creation gives the headless Service.
@@ -101,9 +100,6 @@ pub fn renamed(service: &DynamicObject, name: &str) -> DynamicObject {
 }
 
 async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
-    if lab.pods < 2 {
-        return Err(UsageError::new("exercise after-restart needs a replica: run `lab up --replicas 2` first").into());
-    }
     let service = headless_service(lab.namespace)?;
     lab.cluster.apply(lab.namespace, &[renamed(&service, RENAMED)]).await?;
     lab.cluster.delete_service(lab.namespace, HEADLESS_SERVICE).await?;

@@ -113,9 +113,6 @@ pub fn duplicate_id_errno(flavor: Flavor) -> u32 {
 }
 
 async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
-    if lab.pods < 2 {
-        return Err(UsageError::new("exercise missing-rows needs a replica: run `lab up --replicas 2` first").into());
-    }
     let script = lab
         .cluster
         .init_script(lab.namespace, STATEFULSET, INIT_CONTAINER)

@@ -134,9 +134,6 @@ fn typed(statements: &[crate::database::Statement]) -> String {
 }
 
 async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
-    if lab.pods < 2 {
-        return Err(UsageError::new("exercise missing-tables needs a replica: run `lab up --replicas 2` first").into());
-    }
     let data = BTreeMap::from([(SIZE_KEY.to_string(), lab.pods.to_string())]);
     lab.cluster.update_config_map(lab.namespace, RECORD, &data).await?;
     rebuild(lab, lab.pods, false).await?;

@@ -386,12 +386,20 @@ pub async fn start(settings: &Settings, name: &str, runner: &mut Runner<'_>) -> 
     let exercise = find(name)?;
     let namespace = settings.namespace.as_str();
     let cluster = connect_cluster(settings).await?;
-    find_lab(&cluster, namespace).await?;
+    let (pods, _) = find_lab(&cluster, namespace).await?;
     if let Some(record) = read_record(&cluster, namespace).await? {
         return Err(already_active(namespace, &record).into());
     }
     let before = super::verify::run(settings, runner).await?;
     check_lab_ready(namespace, &before)?;
+    // Every exercise breaks replication or routing between the primary and a replica.
+    if pods < 2 {
+        return Err(UsageError::new(format!(
+            "exercise {} needs a replica: run `lab up --replicas 2` first",
+            exercise.name()
+        ))
+        .into());
+    }
     let record = Record::new(exercise.name(), before.verdict);
     if !cluster.create_config_map(namespace, RECORD, &record.to_data()).await? {
         let record = active(&cluster, namespace).await?;
@@ -403,7 +411,7 @@ pub async fn start(settings: &Settings, name: &str, runner: &mut Runner<'_>) -> 
         .reporter()
         .note(&format!("starting exercise {}", exercise.name()));
     if let Err(error) = exercise.start(&lab).await {
-        // A refusal (a lab without a replica, say) comes before any change: no exercise is active then. Any other
+        // A refusal (an init script lab did not write, say) comes before any change: no exercise is active then. Any other
         // error may come half-way: the record stays for `reset`.
         if exit::classify(&error) == ExitStatus::Usage {
             cluster.delete_config_map(namespace, RECORD).await?;

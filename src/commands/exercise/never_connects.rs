@@ -25,7 +25,6 @@ use super::replica_errors::wait_for_error;
 use super::{Exercise, Lab};
 use crate::commands::{MAX_REPLICATION_PASSWORD_CHARS, PRIMARY_POD, SECRET, Session, pod_name};
 use crate::database::{Credentials, DbError, Dialect, ReplicationThread, Statement};
-use crate::exit::UsageError;
 use crate::secret::SecretString;
 
 /// The IO error of a replica whose source refuses its login: ER_ACCESS_DENIED_ERROR on both flavours (MariaDB
@@ -108,9 +107,6 @@ fn masked(account: &Credentials) -> Credentials {
 }
 
 async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
-    if lab.pods < 2 {
-        return Err(UsageError::new("exercise never-connects needs a replica: run `lab up --replicas 2` first").into());
-    }
     let careless = Credentials {
         user: lab.accounts.replication.user.clone(),
         password: unknown_password(),

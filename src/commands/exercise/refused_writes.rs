@@ -11,7 +11,6 @@ use futures::future::BoxFuture;
 
 use super::{Exercise, Lab};
 use crate::commands::PRIMARY_POD;
-use crate::exit::UsageError;
 
 const SERVICE: &str = "mysql-primary";
 /// The label every StatefulSet pod carries with its own name.
@@ -83,9 +82,6 @@ pub fn write_symptoms(endpoints: Option<&[String]>) -> Vec<String> {
 }
 
 async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
-    if lab.pods < 2 {
-        return Err(UsageError::new("exercise refused-writes needs a replica: run `lab up --replicas 2` first").into());
-    }
     let replica = crate::commands::pod_name(1);
     lab.cluster
         .set_service_selector(lab.namespace, SERVICE, &selecting(&replica))

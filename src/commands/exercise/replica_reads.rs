@@ -10,7 +10,6 @@ use futures::future::BoxFuture;
 
 use super::{Exercise, Lab};
 use crate::commands::{PRIMARY_POD, ROLE_LABEL};
-use crate::exit::UsageError;
 
 const SERVICE: &str = "mysql-replicas";
 
@@ -92,9 +91,6 @@ pub fn routing_symptoms(endpoints: Option<&[String]>, replicas: u32) -> Vec<Stri
 }
 
 async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
-    if lab.pods < 2 {
-        return Err(UsageError::new("exercise replica-reads needs a replica: run `lab up --replicas 2` first").into());
-    }
     lab.cluster
         .set_service_selector(lab.namespace, SERVICE, &tutorial_selector())
         .await?;

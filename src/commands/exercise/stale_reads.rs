@@ -11,7 +11,6 @@ use futures::future::BoxFuture;
 
 use super::{Exercise, Lab};
 use crate::commands::pod_name;
-use crate::exit::UsageError;
 
 /// Rows the application "keeps writing" after the thread stopped, so that the gap is there to see.
 const WRITES_AFTER_STOP: u32 = 5;
@@ -62,9 +61,6 @@ impl Exercise for StaleReads {
 }
 
 async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
-    if lab.pods < 2 {
-        return Err(UsageError::new("exercise stale-reads needs a replica: run `lab up --replicas 2` first").into());
-    }
     let mut replica = lab.session(&pod_name(1)).await?;
     replica.db.stop_sql_thread().await?;
     replica.close().await;

@@ -16,7 +16,6 @@ use crate::cluster::ExecOutput;
 use crate::commands::repair::{self, SOCKET_CLIENT};
 use crate::commands::{PRIMARY_POD, pod_name};
 use crate::database::{APP_DATABASE, SeedAccess};
-use crate::exit::UsageError;
 use crate::manifests::DATABASE_CONTAINER;
 use crate::output::Progress;
 use crate::plan::Runner;
@@ -145,9 +144,6 @@ async fn run_sql(lab: &Lab<'_>, pod: &str, socket: bool, sql: &str) -> anyhow::R
 }
 
 async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
-    if lab.pods < 2 {
-        return Err(UsageError::new("exercise stuck-replica needs a replica: run `lab up --replicas 2` first").into());
-    }
     let replica = pod_name(1);
     run_sql(lab, PRIMARY_POD, false, &create_table()).await?;
     // The table must be on the replica before the hand fix (a fresh row reaching it proves it applied all before).
