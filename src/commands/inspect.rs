@@ -266,6 +266,15 @@ pub async fn prove_and_report_explained(
     Ok(report)
 }
 
+/// A check's report, or the BROKEN report its error makes (as `lab status -n NAMESPACE -o json` prints it), the
+/// error noted on stderr: one lab's failure is a row of a class's result, not the end of the command.
+pub fn report_or_failure(namespace: &str, runner: &Runner<'_>, result: anyhow::Result<HealthReport>) -> HealthReport {
+    result.unwrap_or_else(|error| {
+        runner.reporter().note(&format!("{namespace}: {error:#}"));
+        failure_report(namespace, runner.records(), &error, crate::exit::classify(&error))
+    })
+}
+
 /// The report of a command that stopped with an error: the steps it ran, verdict BROKEN, and the error as a
 /// problem. Printed with `-o json` so that scripts get one JSON object whatever happened.
 pub fn failure_report(

@@ -12,7 +12,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::{STATEFULSET, connect_cluster, exercise, inspect, status, verify};
-use crate::exit::{self, ExitStatus};
+use crate::cluster::Cluster;
+use crate::exit::ExitStatus;
 use crate::manifests::DATABASE_CONTAINER;
 use crate::plan::{Reporter, Runner};
 use crate::report::{self, HealthReport, Verdict};
@@ -66,11 +67,7 @@ pub struct LabRow {
 /// `lab list`: the rendered rows (table or JSON). Exit 0 whatever the verdicts: it is an inventory; `status -A` and
 /// `verify -A` are the commands that grade.
 pub async fn list(settings: &Settings, reporter: &dyn Reporter) -> anyhow::Result<String> {
-    let cluster = connect_cluster(settings).await?;
-    let namespaces = cluster.lab_namespaces().await?;
-    if namespaces.is_empty() {
-        reporter.note(NO_LAB);
-    }
+    let (cluster, namespaces) = find_labs(settings, reporter).await?;
     let reports = check_each(settings, reporter, Check::Status, &namespaces).await;
     let mut rows = Vec::new();
     for report in reports {
@@ -109,11 +106,7 @@ pub async fn check_all(
     reporter: &dyn Reporter,
     check: Check,
 ) -> anyhow::Result<(String, ExitStatus)> {
-    let cluster = connect_cluster(settings).await?;
-    let namespaces = cluster.lab_namespaces().await?;
-    if namespaces.is_empty() {
-        reporter.note(NO_LAB);
-    }
+    let (_, namespaces) = find_labs(settings, reporter).await?;
     let reports = check_each(settings, reporter, check, &namespaces).await;
     let text = match settings.format {
         Format::Json => format!("{}\n", serde_json::to_string_pretty(&reports)?),
@@ -137,26 +130,34 @@ async fn check_each(
     let mut reports = Vec::new();
     for (done, namespace) in namespaces.iter().enumerate() {
         reporter.note(&format!("lab {} -n {namespace}", check.name()));
-        let mut one = settings.clone();
-        one.namespace = namespace.clone();
-        one.timeout = lab_budget(
-            settings.timeout.saturating_sub(started.elapsed()),
-            namespaces.len() - done,
-        );
+        let one = lab_settings(settings, namespace, started, namespaces.len() - done);
         let mut runner = Runner::new(reporter);
         let result = match check {
             Check::Status => status::run(&one, &mut runner).await,
             Check::Verify => verify::run(&one, &mut runner).await,
         };
-        reports.push(match result {
-            Ok(report) => report,
-            Err(error) => {
-                reporter.note(&format!("{namespace}: {error:#}"));
-                inspect::failure_report(namespace, runner.records(), &error, exit::classify(&error))
-            }
-        });
+        reports.push(inspect::report_or_failure(namespace, &runner, result));
     }
     reports
+}
+
+/// The cluster and the namespaces that hold a lab; a cluster without one gets [`NO_LAB`] said on stderr.
+pub async fn find_labs(settings: &Settings, reporter: &dyn Reporter) -> anyhow::Result<(Cluster, Vec<String>)> {
+    let cluster = connect_cluster(settings).await?;
+    let namespaces = cluster.lab_namespaces().await?;
+    if namespaces.is_empty() {
+        reporter.note(NO_LAB);
+    }
+    Ok((cluster, namespaces))
+}
+
+/// `settings` for one lab of a class checked one after the other since `started`: its namespace, and its share
+/// of the time left among the `labs_left` (see [`lab_budget`]).
+pub fn lab_settings(settings: &Settings, namespace: &str, started: Instant, labs_left: usize) -> Settings {
+    let mut one = settings.clone();
+    one.namespace = namespace.to_string();
+    one.timeout = lab_budget(settings.timeout.saturating_sub(started.elapsed()), labs_left);
+    one
 }
 
 /// The time one lab may take: an equal share of the time left among the labs left, so that a lab that hangs (a pod

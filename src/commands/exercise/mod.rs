@@ -51,7 +51,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::demo::{self, left_as_found};
-use super::list::{NO_LAB, lab_budget};
+use super::list::{find_labs, lab_settings};
 use super::{connect_cluster, find_lab, inspect, pod_name};
 use crate::cluster::Cluster;
 use crate::database::Flavor;
@@ -545,13 +545,8 @@ async fn grade(settings: &Settings, runner: &mut Runner<'_>, require_exercise: b
         Some(record) => Some(find(&record.exercise)?),
         None => None,
     };
-    let report = match super::verify::run(settings, runner).await {
-        Ok(report) => report,
-        Err(error) => {
-            runner.reporter().note(&format!("{namespace}: {error:#}"));
-            inspect::failure_report(namespace, runner.records(), &error, exit::classify(&error))
-        }
-    };
+    let result = super::verify::run(settings, runner).await;
+    let report = inspect::report_or_failure(namespace, runner, result);
     let goal = match exercise {
         Some(exercise) => match open_lab(settings, &report).await {
             Ok(lab) => exercise
@@ -600,21 +595,12 @@ pub async fn check(settings: &Settings, runner: &mut Runner<'_>) -> anyhow::Resu
 
 /// `lab exercise check -A`: every lab graded, one after the other within the one deadline.
 pub async fn check_all(settings: &Settings, runner: &mut Runner<'_>) -> anyhow::Result<(String, ExitStatus)> {
-    let cluster = connect_cluster(settings).await?;
-    let namespaces = cluster.lab_namespaces().await?;
-    if namespaces.is_empty() {
-        runner.reporter().note(NO_LAB);
-    }
+    let (_, namespaces) = find_labs(settings, runner.reporter()).await?;
     let started = Instant::now();
     let mut grades = Vec::new();
     for (done, namespace) in namespaces.iter().enumerate() {
         runner.reporter().note(&format!("lab exercise check -n {namespace}"));
-        let mut one = settings.clone();
-        one.namespace = namespace.clone();
-        one.timeout = lab_budget(
-            settings.timeout.saturating_sub(started.elapsed()),
-            namespaces.len() - done,
-        );
+        let one = lab_settings(settings, namespace, started, namespaces.len() - done);
         let mut own = Runner::new(runner.reporter());
         grades.push(match grade(&one, &mut own, false).await {
             Ok(grade) => grade,
