@@ -50,6 +50,20 @@ pub fn primary_host(namespace: &str) -> String {
     format!("{PRIMARY_POD}.{HEADLESS_SERVICE}.{namespace}.svc.cluster.local")
 }
 
+/// Where a replica of the lab in `namespace` replicates from: the primary's stable name, from `origin`.
+pub fn primary_source(
+    namespace: &str,
+    replication: &Credentials,
+    origin: crate::database::Coordinates,
+) -> crate::database::SourceConfig {
+    crate::database::SourceConfig {
+        host: primary_host(namespace),
+        port: DATABASE_PORT,
+        credentials: replication.clone(),
+        origin,
+    }
+}
+
 pub async fn connect_cluster(settings: &Settings) -> anyhow::Result<Cluster> {
     let target = ClusterTarget {
         kubeconfig: settings.kubeconfig.clone(),

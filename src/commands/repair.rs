@@ -19,14 +19,15 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::inspect;
+use super::up::explain::{as_typed, hidden_source};
 use super::up::wait_for_database;
 use super::{
-    Accounts, DATABASE_PORT, PRIMARY_POD, ROLE_LABEL, STATEFULSET, Session, connect_cluster, find_lab, pod_name,
-    primary_host,
+    Accounts, PRIMARY_POD, ROLE_LABEL, STATEFULSET, Session, connect_cluster, find_lab, pod_name, primary_host,
+    primary_source,
 };
 use crate::cluster::Cluster;
 use crate::database::{
-    Coordinates, Credentials, Flavor, ReplicaStatus, ReplicationProgress, ReplicationThread, SeedAccess, SourceConfig,
+    Coordinates, Credentials, Flavor, ReplicaStatus, ReplicationProgress, ReplicationThread, SeedAccess,
     replace_database,
 };
 use crate::exit::{Classify, ExitStatus, UsageError};
@@ -386,12 +387,7 @@ async fn reseed(
     let databases = databases?;
     ended?;
 
-    let source = SourceConfig {
-        host: primary_host(namespace),
-        port: DATABASE_PORT,
-        credentials: accounts.replication.clone(),
-        origin: coordinates.clone(),
-    };
+    let source = primary_source(namespace, &accounts.replication, coordinates.clone());
     runner
         .run(&format!("{pod}: replicate"), async {
             replica.db.configure_replica(&source).await?;
@@ -507,12 +503,7 @@ async fn account_through_replication(
     let to = primary.db.capture_coordinates().await?;
     replica
         .db
-        .configure_replica(&SourceConfig {
-            host: primary_host(namespace),
-            port: DATABASE_PORT,
-            credentials: accounts.replication.clone(),
-            origin: from,
-        })
+        .configure_replica(&primary_source(namespace, &accounts.replication, from))
         .await?;
     let applied = replica.db.wait_for_coordinates(&to, ACCOUNT_WAIT).await;
     replica.db.reset_replica().await?;
@@ -716,8 +707,7 @@ fn commands(
     let tcp = |pod: &str, sql: &str| {
         format!("kubectl -n {namespace} exec {pod} -- {client} -h127.0.0.1 -uroot -p****** -e \"{sql}\"")
     };
-    let reset = dialect.reset_replica();
-    let mut commands = vec![tcp(pod, &reset.iter().map(|s| s.text()).collect::<Vec<_>>().join("; "))];
+    let mut commands = vec![tcp(pod, &as_typed(&dialect.reset_replica()))];
     let names: Vec<&str> = databases.iter().map(|d| d.name.as_str()).collect();
     commands.push(format!(
         "kubectl -n {namespace} exec {PRIMARY_POD} -- {dump} -h127.0.0.1 -uroot -p****** --single-transaction \
@@ -737,20 +727,8 @@ fn commands(
             SOCKET_CLIENT.join(" ")
         )),
     }
-    let shown = SourceConfig {
-        host: primary_host(namespace),
-        port: DATABASE_PORT,
-        credentials: Credentials {
-            user: replication.user.clone(),
-            password: SecretString::new("******"),
-        },
-        origin: snapshot.clone(),
-    };
-    let configure = dialect.configure_replica(&shown);
-    commands.push(tcp(
-        pod,
-        &configure.iter().map(|s| s.text()).collect::<Vec<_>>().join("; "),
-    ));
+    let shown = hidden_source(&primary_source(namespace, replication, snapshot.clone()));
+    commands.push(tcp(pod, &as_typed(&dialect.configure_replica(&shown))));
     commands.push(format!("lab verify -n {namespace}"));
     commands
 }

@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use super::check_replication_password;
 use super::inspect;
 use super::{
-    Accounts, DATABASE_PORT, ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, ROLE_LABEL, ROOT_PASSWORD_KEY, SECRET,
-    STATEFULSET, Session, connect_cluster, join_names, pod_name, primary_host,
+    Accounts, ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, ROLE_LABEL, ROOT_PASSWORD_KEY, SECRET, STATEFULSET, Session,
+    connect_cluster, join_names, pod_name, primary_source,
 };
 use crate::cluster::{Cluster, Preflight};
 use crate::database::{
@@ -245,12 +245,7 @@ pub async fn run_explained(
         explainer.after(runner.records());
     }
 
-    let source = SourceConfig {
-        host: primary_host(namespace),
-        port: DATABASE_PORT,
-        credentials: accounts.replication.clone(),
-        origin: origin.clone(),
-    };
+    let source = primary_source(namespace, &accounts.replication, origin.clone());
     let replica_pods: Vec<String> = replicas.iter().map(|r| r.pod.clone()).collect();
     explainer.before(&context, || {
         explain::configure_replicas(&dialect, &replica_pods, &source)

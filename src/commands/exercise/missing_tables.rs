@@ -26,16 +26,16 @@ use std::collections::BTreeMap;
 
 use super::replica_errors::wait_for_error;
 use super::{Exercise, Lab, RECORD};
+use crate::commands::up::explain::{as_typed, hidden_source};
 use crate::commands::up::parse_origin;
 use crate::commands::{
-    DATABASE_PORT, ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, STATEFULSET, Session, demo, pod_name, primary_host,
+    ORIGIN_ANNOTATION, ORIGIN_PVC, PRIMARY_POD, STATEFULSET, Session, demo, pod_name, primary_source,
 };
 use crate::database::{
-    Account, Coordinates, Credentials, Dialect, ReplicaProtection, ReplicaStatus, ReplicationThread, SourceConfig,
-    ThreadState, check_origin_available,
+    Account, Coordinates, Dialect, ReplicaProtection, ReplicaStatus, ReplicationThread, SourceConfig, ThreadState,
+    check_origin_available,
 };
 use crate::exit::UsageError;
-use crate::secret::SecretString;
 
 /// The replica this exercise rebuilds.
 const REBUILT: u32 = 1;
@@ -118,21 +118,6 @@ pub fn symptoms(missing_on: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// `SourceConfig` with the password shown as `******`, to render the statements a student types.
-fn typed_source(source: &SourceConfig) -> SourceConfig {
-    SourceConfig {
-        credentials: Credentials {
-            user: source.credentials.user.clone(),
-            password: SecretString::new("******"),
-        },
-        ..source.clone()
-    }
-}
-
-fn typed(statements: &[crate::database::Statement]) -> String {
-    statements.iter().map(|s| s.text()).collect::<Vec<_>>().join("; ")
-}
-
 async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
     let data = BTreeMap::from([(SIZE_KEY.to_string(), lab.pods.to_string())]);
     lab.cluster.update_config_map(lab.namespace, RECORD, &data).await?;
@@ -156,12 +141,7 @@ async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
 }
 
 fn source(lab: &Lab<'_>, origin: Coordinates) -> SourceConfig {
-    SourceConfig {
-        host: primary_host(lab.namespace),
-        port: DATABASE_PORT,
-        credentials: lab.accounts.replication.clone(),
-        origin,
-    }
+    primary_source(lab.namespace, &lab.accounts.replication, origin)
 }
 
 /// mysql-1 on an empty volume: the StatefulSet scaled down to mysql-0 alone, the claim deleted, and scaled back to
@@ -259,7 +239,7 @@ async fn solve(lab: &Lab<'_>) -> anyhow::Result<()> {
     let mut replica: Session = lab.session(&pod).await?;
     lab.ran(lab.sql(
         &pod,
-        &typed(&replica.db.dialect().configure_replica(&typed_source(&source))),
+        &as_typed(&replica.db.dialect().configure_replica(&hidden_source(&source))),
     ));
     replica.db.configure_replica(&source).await?;
     replica.db.wait_replication_running(lab.deadline).await?;
@@ -275,14 +255,15 @@ pub fn protection_as_typed(dialect: &Dialect) -> String {
         ReplicaProtection::SuperReadOnly(statement) | ReplicaProtection::NoLockNoAdmin(statement) => {
             statement.text().to_string()
         }
-        ReplicaProtection::RevokeReadOnlyAdmin => typed(&dialect.revoke_read_only_admin(&Account::new("root", "%"))),
+        ReplicaProtection::RevokeReadOnlyAdmin => as_typed(&dialect.revoke_read_only_admin(&Account::new("root", "%"))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::parse_replica_status;
+    use crate::database::{Credentials, parse_replica_status};
+    use crate::secret::SecretString;
 
     fn status(sql: &str, sql_errno: u32) -> ReplicaStatus {
         status_io("Yes", sql, sql_errno)
@@ -365,7 +346,7 @@ mod tests {
         };
         let dialect =
             crate::database::Dialect::for_version(&crate::database::parse_version("11.4.12-MariaDB").unwrap());
-        let text = typed(&dialect.configure_replica(&typed_source(&source)));
+        let text = as_typed(&dialect.configure_replica(&hidden_source(&source)));
         assert!(
             text.contains("MASTER_LOG_FILE = 'mysql-bin.000001', MASTER_LOG_POS = 328"),
             "{text}"

@@ -23,8 +23,9 @@ use futures::future::BoxFuture;
 
 use super::replica_errors::wait_for_error;
 use super::{Exercise, Lab};
+use crate::commands::up::explain::{as_typed, hidden};
 use crate::commands::{MAX_REPLICATION_PASSWORD_CHARS, PRIMARY_POD, SECRET, Session, pod_name};
-use crate::database::{Credentials, DbError, Dialect, ReplicationThread, Statement};
+use crate::database::{Credentials, DbError, Dialect, ReplicationThread};
 use crate::secret::SecretString;
 
 /// The IO error of a replica whose source refuses its login: ER_ACCESS_DENIED_ERROR on both flavours (MariaDB
@@ -93,19 +94,6 @@ pub fn unknown_password() -> SecretString {
     SecretString::new(text)
 }
 
-/// Pure: statements as a student types them, with the password as `******`.
-pub fn as_typed(statements: &[Statement]) -> String {
-    statements.iter().map(Statement::text).collect::<Vec<_>>().join("; ")
-}
-
-/// Pure: the account with its password shown as `******`, to render what a student types.
-fn masked(account: &Credentials) -> Credentials {
-    Credentials {
-        user: account.user.clone(),
-        password: SecretString::new("******"),
-    }
-}
-
 async fn start(lab: &Lab<'_>) -> anyhow::Result<()> {
     let careless = Credentials {
         user: lab.accounts.replication.user.clone(),
@@ -165,13 +153,16 @@ async fn solve(lab: &Lab<'_>) -> anyhow::Result<()> {
     let account = &lab.accounts.replication;
     let mut primary = lab.session(PRIMARY_POD).await?;
     let dialect: Dialect = primary.db.dialect().clone();
-    lab.ran(lab.sql(PRIMARY_POD, &as_typed(&dialect.replication_user(&masked(account)))));
+    lab.ran(lab.sql(
+        PRIMARY_POD,
+        &as_typed(&dialect.replication_user(&hidden(&account.user))),
+    ));
     primary.db.ensure_replication_user(account).await?;
     primary.close().await;
     for ordinal in 1..lab.pods {
         let pod = pod_name(ordinal);
         let mut replica = lab.session(&pod).await?;
-        let typed = as_typed(&replica.db.dialect().source_credentials(&masked(account)));
+        let typed = as_typed(&replica.db.dialect().source_credentials(&hidden(&account.user)));
         lab.ran(lab.sql(&pod, &typed));
         replica.db.set_source_credentials(account).await?;
         replica.db.wait_replication_running(lab.deadline).await?;
@@ -204,7 +195,7 @@ mod tests {
         };
         for version in ["8.4.10", "8.0.21", "10.11.19-MariaDB-0+deb12u1-log"] {
             let dialect = Dialect::for_version(&parse_version(version).unwrap());
-            let primary = as_typed(&dialect.replication_user(&masked(&account)));
+            let primary = as_typed(&dialect.replication_user(&hidden(&account.user)));
             // MySQL logs account statements without a default database (mysql-notes 14): they must run with
             // sql_log_bin = 0 on every flavour, or the replicas (which lack the account) stop with 1396.
             assert!(primary.starts_with("SET SESSION sql_log_bin = 0; "), "{primary}");
@@ -213,7 +204,7 @@ mod tests {
                 "{primary}"
             );
             assert!(primary.ends_with("SET SESSION sql_log_bin = 1"), "{primary}");
-            let replica = as_typed(&dialect.source_credentials(&masked(&account)));
+            let replica = as_typed(&dialect.source_credentials(&hidden(&account.user)));
             assert!(
                 replica.contains("_PASSWORD = '******'") && !replica.contains("s3cret"),
                 "{replica}"

@@ -13,7 +13,7 @@
 //! printed, when the step has not run yet.
 
 use crate::database::{
-    APP_DATABASE, Coordinates, Credentials, Dialect, Flavor, PROBE_USER, ReplicaProtection, SourceConfig,
+    APP_DATABASE, Coordinates, Credentials, Dialect, Flavor, PROBE_USER, ReplicaProtection, SourceConfig, Statement,
     VALIDATION_TABLE, revoke_targets,
 };
 use crate::plan::{StepOutcome, StepRecord};
@@ -172,6 +172,19 @@ pub fn hidden(user: &str) -> Credentials {
         user: user.to_string(),
         password: SecretString::new(HIDDEN),
     }
+}
+
+/// `source` with its password shown as [`HIDDEN`], to render the statements a student types.
+pub fn hidden_source(source: &SourceConfig) -> SourceConfig {
+    SourceConfig {
+        credentials: hidden(&source.credentials.user),
+        ..source.clone()
+    }
+}
+
+/// Statements as a student types them on one line.
+pub fn as_typed(statements: &[Statement]) -> String {
+    statements.iter().map(Statement::text).collect::<Vec<_>>().join("; ")
 }
 
 /// Printed once, before the first step: where the hidden passwords come from.
@@ -336,10 +349,7 @@ pub fn primary_setup(context: &Context, dialect: &Dialect, replication_user: &st
 }
 
 pub fn configure_replicas(dialect: &Dialect, replicas: &[String], source: &SourceConfig) -> Explanation {
-    let hidden_source = SourceConfig {
-        credentials: hidden(&source.credentials.user),
-        ..source.clone()
-    };
+    let hidden_source = hidden_source(source);
     let status = dialect.replica_status().text().to_string() + "\\G";
     let mysql = dialect.flavor() == Flavor::MySql;
     let (columns, host_column) = status_columns(&status);
