@@ -24,9 +24,7 @@ pub fn rolled_out(set: &StatefulSet) -> bool {
     let Some(status) = &set.status else {
         return false;
     };
-    let seen = status.observed_generation.unwrap_or(0) >= set.metadata.generation.unwrap_or(0);
-    let same_revision = status.update_revision.is_some() && status.update_revision == status.current_revision;
-    seen && same_revision
+    template_rolled_out(set)
         && status.updated_replicas.unwrap_or(0) >= wanted
         && status.ready_replicas.unwrap_or(0) >= wanted
         && status.replicas == wanted
@@ -167,19 +165,6 @@ impl Cluster {
             .await
             .map_err(|e| self.fail(action(), e))?;
         Ok(true)
-    }
-
-    /// A Service's selector; `None` when the Service does not exist.
-    pub async fn service_selector(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<BTreeMap<String, String>>, ClusterError> {
-        let found = Api::<Service>::namespaced(self.client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(|e| self.fail(format!("reading Service {namespace}/{name}"), e))?;
-        Ok(found.map(|s| s.spec.and_then(|spec| spec.selector).unwrap_or_default()))
     }
 
     /// Replaces a Service's whole selector, as `kubectl edit service` does. False when it was already that.
