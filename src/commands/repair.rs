@@ -28,7 +28,7 @@ use super::{
 use crate::cluster::Cluster;
 use crate::database::{
     Coordinates, Credentials, Flavor, ReplicaStatus, ReplicationProgress, ReplicationThread, SeedAccess,
-    replace_database,
+    SnapshotCoordinates, replace_database,
 };
 use crate::exit::{Classify, ExitStatus, UsageError};
 use crate::interrupt::checkpoint;
@@ -356,9 +356,12 @@ async fn reseed(
         .await?;
 
     let mut snapshot = Session::open(cluster, namespace, PRIMARY_POD, &accounts.root, deadline).await?;
-    let snapshot_method = match primary.db.version().flavor {
-        Flavor::MariaDb => "MariaDB Binlog_snapshot_file/position of the snapshot, no lock",
-        Flavor::MySql => "MySQL FLUSH TABLES WITH READ LOCK held only while the snapshot started",
+    // Said from the method start_snapshot uses, so that the report cannot drift from it.
+    let snapshot_method = match primary.db.dialect().snapshot_coordinates() {
+        SnapshotCoordinates::SnapshotStatus => "MariaDB Binlog_snapshot_file/position of the snapshot, no lock",
+        SnapshotCoordinates::BriefGlobalReadLock => {
+            "MySQL FLUSH TABLES WITH READ LOCK held only while the snapshot started"
+        }
     };
     let coordinates = runner
         .run(&format!("{pod}: snapshot of mysql-0"), async {
@@ -548,9 +551,8 @@ async fn copy(
     replica: &mut Session,
     access: &SeedAccess,
 ) -> anyhow::Result<Vec<DatabaseCopy>> {
-    if matches!(access, SeedAccess::Tcp(_)) {
-        replica.db.open_for_seed().await?;
-    }
+    // Nothing to open when the copy goes in through the socket.
+    replica.db.open_for_seed().await?;
     let mut copied = Vec::new();
     for database in snapshot.db.user_databases().await? {
         let definition = snapshot.db.database_definition(&database).await?;
@@ -564,7 +566,7 @@ async fn copy(
         let mut expected = Vec::new();
         for table in snapshot.db.table_names(&database).await? {
             let table_copy = snapshot.db.copy_table(&database, &table).await?;
-            if table_copy.view {
+            if table.view {
                 copy.views += 1;
             } else {
                 copy.tables += 1;

@@ -36,8 +36,6 @@ pub const LOAD_PROLOGUE: [&str; 5] = [
 /// One table (or view) of the copy: the statements that re-create it on a replica, and how many rows they carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableCopy {
-    pub name: String,
-    pub view: bool,
     pub rows: u64,
     pub statements: Vec<String>,
 }
@@ -136,12 +134,7 @@ impl Db {
         let create = self.second_column(&rows, "SHOW CREATE TABLE")?;
         let mut statements = vec![format!("USE {}", quote_identifier(database)), create];
         if table.view {
-            return Ok(TableCopy {
-                name: table.name.clone(),
-                view: true,
-                rows: 0,
-                statements,
-            });
+            return Ok(TableCopy { rows: 0, statements });
         }
         let columns_statement = self.dialect.insertable_columns(database, &table.name);
         let columns = first_column(&self.rows(&what, &columns_statement).await?);
@@ -183,8 +176,6 @@ impl Db {
             statements.push(insert(&mut batch));
         }
         Ok(TableCopy {
-            name: table.name.clone(),
-            view: false,
             rows: count,
             statements,
         })
