@@ -67,18 +67,6 @@ pub fn classify(error: &anyhow::Error) -> ExitStatus {
         if let Some(e) = cause.downcast_ref::<crate::Interrupted>() {
             return e.exit_status();
         }
-        if let Some(e) = cause.downcast_ref::<crate::DemoInterrupted>() {
-            return e.exit_status();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::commands::repair::RepairInterrupted>() {
-            return e.exit_status();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::commands::exercise::ExerciseInterrupted>() {
-            return e.exit_status();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::commands::sim::SimInterrupted>() {
-            return e.exit_status();
-        }
         if let Some(e) = cause.downcast_ref::<crate::cluster::ClusterError>() {
             return e.exit_status();
         }

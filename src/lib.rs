@@ -124,45 +124,33 @@ pub async fn run(cli: Cli) -> ExitStatus {
 /// error: a demo's repair command depends on how far the demo got.
 fn interruption(command: &Command) -> fn() -> anyhow::Error {
     match command {
+        // The demo may have left a change in place (a stopped SQL thread, a missing role label, a StatefulSet
+        // scaled to another size); its repair is the `lab up` that undoes it (with `--replicas` once it scaled).
         Command::Demo(_) => || {
-            DemoInterrupted {
-                repair: commands::demo::repair_command(),
-            }
+            Interrupted(format!(
+                "interrupted: the demo stopped part-way and may have left the lab changed; run `{}` to repair it, \
+                 then `lab verify`",
+                commands::demo::repair_command()
+            ))
             .into()
         },
-        Command::Repair(_) => || commands::repair::RepairInterrupted.into(),
-        Command::Exercise(_) => || commands::exercise::ExerciseInterrupted.into(),
-        _ => || Interrupted.into(),
+        Command::Repair(_) => || Interrupted(commands::repair::interrupted()).into(),
+        Command::Exercise(_) => || Interrupted(commands::exercise::INTERRUPTED.into()).into(),
+        _ => || Interrupted(RESUME.into()).into(),
     }
 }
 
-/// Ctrl-C: nothing is half-applied, because every step checks before it acts.
+/// What Ctrl-C says after `lab up` and the commands that only read: nothing is half-applied, because every step
+/// checks before it acts.
+const RESUME: &str = "interrupted. Every step of `lab up` checks before it acts: run it again to resume, or `lab \
+                      teardown` to remove the lab";
+
+/// Ctrl-C (or SIGTERM for `lab sim`): exit 130, with what the interrupted command says about resuming or repairing.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "interrupted. Every step of `lab up` checks before it acts: run it again to resume, or `lab teardown` to \
-     remove the lab"
-)]
-pub struct Interrupted;
+#[error("{0}")]
+pub struct Interrupted(pub String);
 
 impl exit::Classify for Interrupted {
-    fn exit_status(&self) -> ExitStatus {
-        ExitStatus::Interrupted
-    }
-}
-
-/// Ctrl-C during a demo: the demo may have left a change in place (a stopped SQL thread, a missing role label, a
-/// StatefulSet scaled to another size); `repair` is the `lab up` that undoes it (with `--replicas` once the demo
-/// has scaled).
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "interrupted: the demo stopped part-way and may have left the lab changed; run `{repair}` to repair it, then \
-     `lab verify`"
-)]
-pub struct DemoInterrupted {
-    pub repair: String,
-}
-
-impl exit::Classify for DemoInterrupted {
     fn exit_status(&self) -> ExitStatus {
         ExitStatus::Interrupted
     }

@@ -30,7 +30,7 @@ use crate::database::{
     Coordinates, Credentials, Flavor, ReplicaStatus, ReplicationProgress, ReplicationThread, SeedAccess,
     SnapshotCoordinates, replace_database,
 };
-use crate::exit::{Classify, ExitStatus, UsageError};
+use crate::exit::{ExitStatus, UsageError};
 use crate::interrupt::checkpoint;
 use crate::manifests::DATABASE_CONTAINER;
 use crate::plan::{Runner, Step};
@@ -42,18 +42,12 @@ pub const REPAIR_ANNOTATION: &str = "lab.dev/repair";
 /// Version of the repair JSON shape.
 pub const REPAIR_SCHEMA_VERSION: u32 = 1;
 
-/// Ctrl-C during a repair: the replica is marked, and `lab repair` starts its copy over.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "interrupted. A replica being re-seeded stays marked (annotation {REPAIR_ANNOTATION} on its claim) and read-only: \
-     run `lab repair` again to re-seed it from the start; `lab up` leaves it alone until then"
-)]
-pub struct RepairInterrupted;
-
-impl Classify for RepairInterrupted {
-    fn exit_status(&self) -> ExitStatus {
-        ExitStatus::Interrupted
-    }
+/// What Ctrl-C during a repair says: the replica is marked, and `lab repair` starts its copy over.
+pub fn interrupted() -> String {
+    format!(
+        "interrupted. A replica being re-seeded stays marked (annotation {REPAIR_ANNOTATION} on its claim) and \
+         read-only: run `lab repair` again to re-seed it from the start; `lab up` leaves it alone until then"
+    )
 }
 
 /// What `lab repair` did, as `-o json` prints it.

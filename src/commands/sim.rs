@@ -10,21 +10,14 @@ use kubesim::{Kubesim, Options};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::commands::{PRIMARY_POD, pod_name, up};
-use crate::exit::{Classify, ExitStatus, UsageError};
+use crate::exit::{ExitStatus, UsageError};
 use crate::plan::{Reporter, Runner};
 use crate::settings::{Format, ManifestSettings, Settings};
 use crate::{Strictness, interrupt, output};
 
-/// Ctrl-C or SIGTERM before the lab was up: the simulator is gone, there is nothing to resume.
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted before the lab was up: the simulated cluster was stopped and what it made was removed")]
-pub struct SimInterrupted;
-
-impl Classify for SimInterrupted {
-    fn exit_status(&self) -> ExitStatus {
-        ExitStatus::Interrupted
-    }
-}
+/// What Ctrl-C or SIGTERM before the lab was up says: the simulator is gone, there is nothing to resume.
+const INTERRUPTED: &str =
+    "interrupted before the lab was up: the simulated cluster was stopped and what it made was removed";
 
 pub async fn run(
     settings: &Settings,
@@ -58,7 +51,7 @@ pub async fn run(
     let report = match built {
         None => {
             simulator.stop(reporter);
-            return Err(SimInterrupted.into());
+            return Err(crate::Interrupted(INTERRUPTED.into()).into());
         }
         Some(Err(error)) => {
             simulator.stop(reporter);

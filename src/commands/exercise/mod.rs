@@ -852,19 +852,9 @@ pub async fn reset(settings: &Settings, runner: &mut Runner<'_>) -> anyhow::Resu
     })
 }
 
-/// Ctrl-C during an exercise command: `lab exercise reset` repairs whatever was left half-done.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "interrupted: the lab may be left part-way through a change; run `lab exercise reset` (or `lab up`) to repair \
-     it"
-)]
-pub struct ExerciseInterrupted;
-
-impl exit::Classify for ExerciseInterrupted {
-    fn exit_status(&self) -> ExitStatus {
-        ExitStatus::Interrupted
-    }
-}
+/// What Ctrl-C during an exercise command says: `lab exercise reset` repairs whatever was left half-done.
+pub const INTERRUPTED: &str =
+    "interrupted: the lab may be left part-way through a change; run `lab exercise reset` (or `lab up`) to repair it";
 
 /// The active exercise's record in `namespace`, for `lab list`; `None` when there is none.
 pub async fn record(cluster: &Cluster, namespace: &str) -> anyhow::Result<Option<Record>> {
