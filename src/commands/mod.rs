@@ -32,6 +32,9 @@ pub const SECRET: &str = "mysql-secret";
 /// The Secret key the images read root's password from on their first start.
 pub const ROOT_PASSWORD_KEY: &str = "MYSQL_ROOT_PASSWORD";
 pub const PRIMARY_POD: &str = "mysql-0";
+/// The tutorial's client pod (`06-client-pod.yaml`) and its container, where students run their queries and lookups.
+pub const CLIENT_POD: &str = "mysql-client";
+pub const CLIENT_CONTAINER: &str = "client";
 pub const DATABASE_PORT: u16 = 3306;
 pub const ROLE_LABEL: &str = "lab.dev/role";
 /// Where the captured binlog coordinates are kept: on the primary's data volume, because they describe that

@@ -10,8 +10,7 @@ use super::{Lab, Narrator};
 use crate::commands::{HEADLESS_SERVICE, pod_name};
 use crate::exit::UsageError;
 
-const CLIENT_POD: &str = "mysql-client";
-const CLIENT_CONTAINER: &str = "client";
+use crate::commands::{CLIENT_CONTAINER, CLIENT_POD};
 const PRIMARY_SERVICE: &str = "mysql-primary";
 
 pub async fn run(lab: &Lab<'_>, n: &mut Narrator) -> anyhow::Result<()> {

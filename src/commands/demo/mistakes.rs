@@ -20,8 +20,7 @@ use crate::commands::{PRIMARY_POD, pod_name};
 use crate::database::{DbError, Flavor};
 use crate::exit::UsageError;
 
-const CLIENT_POD: &str = "mysql-client";
-const CLIENT_CONTAINER: &str = "client";
+use crate::commands::{CLIENT_CONTAINER, CLIENT_POD};
 /// How long a replica may take to show the expected error, or to run again once repaired.
 const ERROR_WAIT: Duration = Duration::from_secs(90);
 

@@ -12,7 +12,7 @@
 //! The decisions (did an observation match, the JSON shape, the timeline) are pure and unit-tested here and in
 //! each demo's module; the adapters do the rest.
 
-mod dns;
+pub(crate) mod dns;
 mod identity;
 mod lag;
 mod mistakes;

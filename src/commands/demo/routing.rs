@@ -10,8 +10,7 @@ use tokio::time::Instant;
 use super::{Lab, Narrator, clear_repair_on_interrupt, repair_on_interrupt};
 use crate::exit::UsageError;
 
-const CLIENT_POD: &str = "mysql-client";
-const CLIENT_CONTAINER: &str = "client";
+use crate::commands::{CLIENT_CONTAINER, CLIENT_POD};
 /// Connections per Service: enough for every endpoint to answer several times (the Service spreads them).
 const CONNECTIONS: u32 = 12;
 /// The temporary Service with the tutorial's selector.

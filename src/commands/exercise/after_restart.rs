@@ -26,8 +26,7 @@ use crate::manifests::ManifestSet;
 pub const RENAMED: &str = "mysql-hl";
 /// The IO error of a replica whose source's name does not resolve (CR_UNKNOWN_HOST on both flavours).
 pub const UNKNOWN_HOST: u32 = 2005;
-const CLIENT_POD: &str = "mysql-client";
-const CLIENT_CONTAINER: &str = "client";
+use crate::commands::{CLIENT_CONTAINER, CLIENT_POD};
 
 pub struct AfterRestart;
 
@@ -143,11 +142,7 @@ async fn goal(lab: &Lab<'_>) -> anyhow::Result<Vec<String>> {
 /// Pure: `nslookup` found the name: it succeeded and printed an answer address (not only its server's, which
 /// carries `#53`).
 pub fn resolved(success: bool, stdout: &str) -> bool {
-    success
-        && stdout
-            .lines()
-            .filter_map(|line| line.trim().strip_prefix("Address:"))
-            .any(|address| !address.contains('#'))
+    success && !crate::commands::demo::dns::parse_nslookup(stdout).is_empty()
 }
 
 async fn solve(lab: &Lab<'_>) -> anyhow::Result<()> {
