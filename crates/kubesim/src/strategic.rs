@@ -52,14 +52,14 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>, schema: &Value) -> 
             }
             Value::Object(child) => {
                 let current = fields.entry(key.clone()).or_insert(Value::Null);
-                merge_map(current, child, &field_schema)?;
+                merge_map(current, child, field_schema)?;
                 if current.is_null() {
                     fields.remove(key);
                 }
             }
             Value::Array(items) => {
                 let current = fields.remove(key).unwrap_or(Value::Null);
-                fields.insert(key.clone(), merge_list(current, items, &field_schema)?);
+                fields.insert(key.clone(), merge_list(current, items, field_schema)?);
             }
             scalar => {
                 fields.insert(key.clone(), scalar.clone());
@@ -77,7 +77,7 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>, schema: &Value) -> 
         if let Some(list) = key.strip_prefix(SET_ORDER)
             && let (Some(Value::Array(current)), Some(order)) = (fields.get_mut(list), value.as_array())
         {
-            let merge_key = openapi::resolve(&property(schema, list))
+            let merge_key = openapi::resolve(property(schema, list))
                 .get("x-kubernetes-patch-merge-key")
                 .and_then(Value::as_str)
                 .map(str::to_string);
@@ -90,13 +90,15 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>, schema: &Value) -> 
     Ok(())
 }
 
-/// A property's schema: from the properties, else the value schema of a map.
-fn property(schema: &Value, key: &str) -> Value {
+/// A property's schema: from the properties, else the value schema of a map (borrowed: every schema lives in the
+/// built documents).
+fn property<'a>(schema: &'a Value, key: &str) -> &'a Value {
+    static NONE: Value = Value::Null;
     schema
-        .pointer(&format!("/properties/{}", key.replace('~', "~0").replace('/', "~1")))
+        .get("properties")
+        .and_then(|properties| properties.get(key))
         .or_else(|| schema.get("additionalProperties").filter(|values| values.is_object()))
-        .cloned()
-        .unwrap_or(Value::Null)
+        .unwrap_or(&NONE)
 }
 
 fn merge_list(current: Value, patch: &[Value], schema: &Value) -> Result<Value, ApiError> {
@@ -111,7 +113,7 @@ fn merge_list(current: Value, patch: &[Value], schema: &Value) -> Result<Value, 
         Value::Array(items) => items,
         _ => Vec::new(),
     };
-    let item_schema = schema.get("items").cloned().unwrap_or(Value::Null);
+    let item_schema = schema.get("items").unwrap_or(&Value::Null);
     let Some(merge_key) = schema.get("x-kubernetes-patch-merge-key").and_then(Value::as_str) else {
         // A set of scalars: the union, in order.
         for value in patch {
@@ -148,10 +150,10 @@ fn merge_list(current: Value, patch: &[Value], schema: &Value) -> Result<Value, 
             continue;
         }
         match position {
-            Some(position) => merge_map(&mut items[position], element, &item_schema)?,
+            Some(position) => merge_map(&mut items[position], element, item_schema)?,
             None => {
                 let mut added = Value::Null;
-                merge_map(&mut added, element, &item_schema)?;
+                merge_map(&mut added, element, item_schema)?;
                 items.push(added);
             }
         }
